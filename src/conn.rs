@@ -1,0 +1,455 @@
+//! One connection's turn on a worker: read what has arrived (never waiting for more), parse,
+//! respond, log, and say what happens next: park it until the client sends more, keep going
+//! with pipelined requests, or close. The only module that reads or writes a client socket.
+//! May use: request, handler, response, error, accesslog.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::accesslog::{AccessLog, Entry};
+use crate::error::HttpError;
+use crate::handler;
+use crate::request::{self, Framing, Method, Parsed, Request};
+use crate::response::{clf_time, Body, Clock, Response};
+
+/// File bodies up to this size are read into the head's buffer and leave in one write;
+/// larger ones go by `sendfile`.
+pub const SMALL_BODY: u64 = 32 * 1024;
+/// Requests served back to back from one connection's buffer before it yields the worker.
+const TURN: usize = 32;
+/// How much a worker reads at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// The most a lingering close reads and throws away.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// A client connection and what has been read from it but not yet used.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// Bytes of a request head (or pipelined requests) read but not yet handled.
+    pending: Vec<u8>,
+    /// When the first byte of the current, incomplete head arrived.
+    head_started: Option<Instant>,
+    /// The poller's verdict: the head did not complete before the deadline.
+    expired: bool,
+    drained: usize,
+}
+
+impl Conn {
+    /// Wraps an accepted socket. `TCP_NODELAY` matters: a head and a sendfile body are two
+    /// writes, and Nagle would hold the second behind the client's delayed ACK.
+    pub fn new(stream: TcpStream, peer: SocketAddr, send_timeout: std::time::Duration) -> Conn {
+        if let Err(err) = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(send_timeout)))
+        {
+            log::debug!("{peer}: socket options: {err}");
+        }
+        Conn {
+            stream,
+            peer,
+            pending: Vec::new(),
+            head_started: None,
+            expired: false,
+            drained: 0,
+        }
+    }
+
+    /// The socket, for registering with a poller.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+
+    /// Whether part of a request head is waiting for the rest.
+    pub fn has_partial_request(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// When a connection parked now should be given up: `timeout` after the first byte of
+    /// an incomplete head (so a slow sender cannot stretch it byte by byte), else `timeout`
+    /// from now (keep-alive idle).
+    pub fn deadline(&self, timeout: std::time::Duration) -> Instant {
+        self.head_started.unwrap_or_else(Instant::now) + timeout
+    }
+
+    /// Marks the connection as having missed its head deadline; its next turn answers 408.
+    pub fn expire(&mut self) {
+        self.expired = true;
+    }
+}
+
+/// What the connection needs next, decided by [`serve`].
+#[derive(Debug)]
+pub enum Next {
+    /// Waiting for the client to send more: hold it outside the workers.
+    Park(Conn),
+    /// More requests are already buffered, but others deserve a turn first.
+    Yield(Conn),
+    /// Closed for writing after a reply; unread input is read and dropped until the client
+    /// closes too (a lingering close, so our reply is not lost to a reset).
+    Linger(Conn),
+    /// Done; the socket closes when this is dropped.
+    Close,
+}
+
+/// What every connection turn may use.
+pub struct Context {
+    pub root: PathBuf,
+    pub log: AccessLog,
+    /// Set on shutdown: finish the reply in hand, then close.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// A worker's reusable buffers and clock.
+#[derive(Default)]
+pub struct Scratch {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    clock: Clock,
+}
+
+/// Serves `conn` for as long as it has requests ready, and says what to do with it next.
+pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
+    let Scratch {
+        input,
+        output,
+        clock,
+    } = scratch;
+    input.clear();
+    input.append(&mut conn.pending);
+    if conn.expired {
+        // RFC 9110 §15.5.9: the head was too slow; say so and close.
+        let line = request::request_line(input).to_vec();
+        reply_error(&conn, ctx, output, clock, HttpError::RequestTimeout, &line);
+        return Next::Close;
+    }
+
+    let mut served = 0;
+    loop {
+        match request::parse(input) {
+            Ok(Parsed::Complete(request, head_len)) => {
+                conn.head_started = None;
+                let (after, used) = answer(&conn, ctx, output, clock, &request, input, head_len);
+                input.drain(..used);
+                match after {
+                    After::Close => return Next::Close,
+                    After::Linger => return linger(conn),
+                    After::KeepAlive if input.is_empty() => {}
+                    After::KeepAlive => {
+                        served += 1;
+                        if served >= TURN {
+                            conn.pending.extend_from_slice(input);
+                            return Next::Yield(conn);
+                        }
+                        continue;
+                    }
+                }
+            }
+            Ok(Parsed::Partial) => {
+                if !input.is_empty() && conn.head_started.is_none() {
+                    conn.head_started = Some(Instant::now());
+                }
+            }
+            Err(err) => {
+                let line = request::request_line(input).to_vec();
+                reply_error(&conn, ctx, output, clock, err, &line);
+                return linger(conn);
+            }
+        }
+        match recv_nonblocking(&conn.stream, input) {
+            Ok(0) => return Next::Close,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                if ctx.stopping.load(Ordering::Relaxed) && input.is_empty() {
+                    return Next::Close;
+                }
+                conn.pending.extend_from_slice(input);
+                return Next::Park(conn);
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => {
+                log::debug!("{}: read: {err}", conn.peer);
+                return Next::Close;
+            }
+        }
+    }
+}
+
+/// What a connection does after one reply.
+enum After {
+    KeepAlive,
+    Close,
+    Linger,
+}
+
+/// Answers one complete request whose head is `input[..head_len]`: respond, write, log.
+/// Returns what the connection does next and how many input bytes the request used.
+fn answer(
+    conn: &Conn,
+    ctx: &Context,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    request: &Request,
+    input: &[u8],
+    head_len: usize,
+) -> (After, usize) {
+    // A body we are not going to use is skipped if it is already here; otherwise we answer
+    // and close, so it can never be read as the next request (RFC 9112 §9.3).
+    let mut used = head_len;
+    let mut body_unread = false;
+    match request.framing {
+        Framing::None => {}
+        Framing::Length(len) => match usize::try_from(len) {
+            Ok(len) if input.len() - head_len >= len => used += len,
+            _ => body_unread = true,
+        },
+        Framing::Chunked => body_unread = true,
+    }
+    let (response, mut keep_alive) = match handler::respond(request, &ctx.root) {
+        Ok(response) => (response, request.keep_alive),
+        Err(err) => {
+            log::debug!(
+                "{}: {} {}: {err:?}",
+                conn.peer,
+                request.method.as_str(),
+                request.target
+            );
+            (
+                err.response(),
+                request.keep_alive && !err.closes_connection(),
+            )
+        }
+    };
+    keep_alive &= !body_unread && !ctx.stopping.load(Ordering::Relaxed);
+    let status = response.status;
+    let head_only = request.method == Method::Head;
+    let result = send(
+        &conn.stream,
+        response,
+        head_only,
+        keep_alive,
+        output,
+        clock.now(),
+    );
+    let line = format!(
+        "{} {} HTTP/1.{}",
+        request.method.as_str(),
+        request.target,
+        request.minor_version
+    );
+    ctx.log.record(&Entry {
+        client: conn.peer.ip(),
+        time: &clf_time(clock.now()),
+        request_line: line.as_bytes(),
+        status,
+        bytes: sent_bytes(&result),
+        referer: request.referer.as_deref(),
+        user_agent: request.user_agent.as_deref(),
+    });
+    let after = match result {
+        Err(err) => {
+            log_write_error(conn.peer, &err.error);
+            After::Close
+        }
+        Ok(_) if keep_alive => After::KeepAlive,
+        // Unread input (a body, or requests pipelined after `Connection: close`) would make
+        // our close a reset that can destroy the reply in flight.
+        Ok(_) if body_unread || input.len() > used => After::Linger,
+        Ok(_) => After::Close,
+    };
+    (after, used)
+}
+
+fn linger(conn: Conn) -> Next {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    Next::Linger(conn)
+}
+
+/// Reads and discards whatever the client still sends after a lingering close. Returns
+/// `true` once there is nothing more to wait for (end of stream, an error, or the limit).
+pub fn drain(conn: &mut Conn) -> bool {
+    let mut sink = [0u8; 4096];
+    loop {
+        // SAFETY: `sink` is valid for writes of its length.
+        let n = unsafe {
+            libc::recv(
+                conn.stream.as_raw_fd(),
+                sink.as_mut_ptr().cast(),
+                sink.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => return true,
+            n if n > 0 => {
+                conn.drained += n as usize;
+                if conn.drained >= DRAIN_LIMIT {
+                    return true;
+                }
+            }
+            _ => {
+                let err = io::Error::last_os_error();
+                return match err.kind() {
+                    io::ErrorKind::WouldBlock => false,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => true,
+                };
+            }
+        }
+    }
+}
+
+/// An error reply for a request we could not (fully) parse, or one that took too long.
+fn reply_error(
+    conn: &Conn,
+    ctx: &Context,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    err: HttpError,
+    line: &[u8],
+) {
+    log::debug!("{}: {err:?}", conn.peer);
+    let response = err.response();
+    let status = response.status;
+    let result = send(&conn.stream, response, false, false, output, clock.now());
+    ctx.log.record(&Entry {
+        client: conn.peer.ip(),
+        time: &clf_time(clock.now()),
+        request_line: line,
+        status,
+        bytes: sent_bytes(&result),
+        referer: None,
+        user_agent: None,
+    });
+    if let Err(err) = result {
+        log_write_error(conn.peer, &err.error);
+    }
+}
+
+/// A failed send, with how many body bytes went out before it failed.
+struct SendError {
+    error: io::Error,
+    sent: u64,
+}
+
+impl From<io::Error> for SendError {
+    fn from(error: io::Error) -> Self {
+        SendError { error, sent: 0 }
+    }
+}
+
+fn sent_bytes(result: &Result<u64, SendError>) -> u64 {
+    match result {
+        Ok(sent) => *sent,
+        Err(err) => err.sent,
+    }
+}
+
+/// Writes the reply: head and small body in one write, a large file body by `sendfile`.
+/// Returns the number of body bytes sent.
+fn send(
+    mut stream: &TcpStream,
+    response: Response,
+    head_only: bool,
+    keep_alive: bool,
+    output: &mut Vec<u8>,
+    date: &str,
+) -> Result<u64, SendError> {
+    response.encode_head(date, keep_alive, output);
+    if head_only || !response.has_body() {
+        stream.write_all(output)?;
+        return Ok(0);
+    }
+    match response.body {
+        Body::Empty => {
+            stream.write_all(output)?;
+            Ok(0)
+        }
+        Body::Static(bytes) => {
+            output.extend_from_slice(bytes);
+            stream.write_all(output)?;
+            Ok(bytes.len() as u64)
+        }
+        Body::Bytes(bytes) => {
+            output.extend_from_slice(&bytes);
+            stream.write_all(output)?;
+            Ok(bytes.len() as u64)
+        }
+        Body::File { file, offset, len } if len <= SMALL_BODY => {
+            let head_len = output.len();
+            output.resize(head_len + len as usize, 0);
+            file.read_exact_at(&mut output[head_len..], offset)?;
+            stream.write_all(output)?;
+            Ok(len)
+        }
+        Body::File {
+            mut file,
+            offset,
+            len,
+        } => {
+            stream.write_all(output)?;
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            // File → TcpStream through io::copy is sendfile(2) on Linux.
+            let sent = io::copy(&mut (&file).take(len), &mut stream)
+                .map_err(|error| SendError { error, sent: 0 })?;
+            if sent < len {
+                // The file shrank under us: the framing is broken, so the connection must end.
+                return Err(SendError {
+                    error: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its length",
+                    ),
+                    sent,
+                });
+            }
+            Ok(sent)
+        }
+    }
+}
+
+fn log_write_error(peer: SocketAddr, err: &io::Error) {
+    // A client hanging up is not our error (habit 7).
+    match err.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted => {
+            log::debug!("{peer}: client went away: {err}")
+        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            log::info!("{peer}: send timed out; closing")
+        }
+        _ => log::warn!("{peer}: write failed: {err}"),
+    }
+}
+
+/// One non-blocking read into the spare capacity of `buf`. The socket itself stays blocking
+/// (writes rely on SO_SNDTIMEO); MSG_DONTWAIT makes just this read return WouldBlock.
+fn recv_nonblocking(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv writes at most `spare.len()` bytes into the spare capacity.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}

@@ -1,0 +1,28 @@
+//! httpd: a static-file HTTP/1.1 server on a fixed pool of blocking worker threads.
+//!
+//! The pipeline, one way only:
+//!
+//! 1. [`server`] accepts a connection and queues it for the [`pool`] (a bounded channel).
+//! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
+//! 3. [`request::parse`]s a head (pure, no I/O),
+//! 4. asks [`handler::respond`], which uses [`files`] to turn the path into an open file
+//!    (or an [`error::HttpError`], mapped to a status in one place),
+//! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
+//! 6. logs it ([`accesslog`]) and keeps going with pipelined requests, or
+//! 7. parks the connection in the [`poller`] until the client sends more (so an idle or slow
+//!    client never holds a worker), or closes it.
+
+pub mod accesslog;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod files;
+pub mod handler;
+pub mod poller;
+pub mod pool;
+pub mod request;
+pub mod response;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Server, ShutdownHandle};

@@ -1,0 +1,79 @@
+//! The `httpd` command: flags → `Config`, logger, bind, print the address, run, exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use httpd::{server, Config, Server};
+
+/// Serve a folder over HTTP/1.1 with a fixed pool of worker threads.
+#[derive(FromArgs)]
+struct Args {
+    /// document root to serve (default: docroot)
+    #[argh(option, short = 'r', default = "PathBuf::from(\"docroot\")")]
+    root: PathBuf,
+    /// number of worker threads, at least 1 (default: 8)
+    #[argh(option, short = 'w', default = "8")]
+    workers: usize,
+    /// address to listen on, IPv4 or IPv6 (default: 127.0.0.1)
+    #[argh(option, short = 'a', default = "String::from(\"127.0.0.1\")")]
+    host: String,
+    /// port to listen on; 0 picks a free one (default: 8080)
+    #[argh(option, short = 'p', default = "8080")]
+    port: u16,
+    /// seconds a keep-alive connection may idle, and a request head may take (default: 5)
+    #[argh(option, short = 't', default = "5")]
+    timeout: u64,
+    /// access log file, appended to (default: stderr)
+    #[argh(option, short = 'l')]
+    log: Option<PathBuf>,
+    /// debug logging (RUST_LOG works too)
+    #[argh(switch, short = 'd')]
+    debug: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("httpd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if args.debug {
+        logger.filter_level(log::LevelFilter::Debug);
+    }
+    logger.init();
+
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("httpd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let config = Config::new(
+        &args.root,
+        args.workers,
+        &args.host,
+        args.port,
+        args.timeout,
+        args.log,
+    )
+    .map_err(|err| err.to_string())?;
+    let server = Server::bind(config).map_err(|err| err.to_string())?;
+    let addr = server.local_addr().map_err(|err| err.to_string())?;
+    server::shutdown_on_signals(server.shutdown_handle())
+        .map_err(|err| format!("cannot install signal handlers: {err}"))?;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "listening on http://{addr}");
+    let _ = stdout.flush();
+    server.run().map_err(|err| format!("server failed: {err}"))
+}

@@ -1,0 +1,232 @@
+//! A fixed pool of worker threads draining one bounded channel. Knows nothing of HTTP: a job
+//! is any `J`, handled with per-worker state `S`. A panicking job is caught and logged; the
+//! pool never shrinks. May use: crossbeam-channel, std.
+
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+/// The pool: the Rust Book's `ThreadPool`, with a bounded queue, per-worker state, caught
+/// panics and a shutdown with a deadline.
+pub struct Pool<J> {
+    sender: Option<Sender<J>>,
+    workers: Vec<JoinHandle<()>>,
+    exited: Receiver<()>,
+}
+
+/// A handle that queues jobs; held by whoever produces work (the accept loop, the poller).
+/// Workers stop once the pool and every submitter are gone.
+pub struct Submitter<J>(Sender<J>);
+
+impl<J> Clone for Submitter<J> {
+    fn clone(&self) -> Self {
+        Submitter(self.0.clone())
+    }
+}
+
+impl<J> Submitter<J> {
+    /// Queues `job`, waiting while the queue is full. Gives the job back if the pool is gone.
+    pub fn submit(&self, job: J) -> Result<(), J> {
+        self.0.send(job).map_err(|err| err.into_inner())
+    }
+}
+
+impl<J: Send + 'static> Pool<J> {
+    /// Starts `size` workers sharing a queue of `queue` jobs. Each worker builds its own state
+    /// with `init` (again after a panic) and runs `handle` for every job it takes.
+    pub fn new<S, I, H>(size: usize, queue: usize, init: I, handle: H) -> io::Result<Pool<J>>
+    where
+        I: Fn() -> S + Send + Sync + 'static,
+        H: Fn(&mut S, J) + Send + Sync + 'static,
+    {
+        assert!(size > 0, "a pool needs at least one worker");
+        let (sender, receiver) = bounded::<J>(queue);
+        let (exit_tx, exited) = unbounded();
+        let shared = Arc::new((init, handle));
+        let mut workers = Vec::with_capacity(size);
+        for id in 0..size {
+            let receiver = receiver.clone();
+            let shared = Arc::clone(&shared);
+            let exit_tx = exit_tx.clone();
+            let worker = thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || {
+                    let (init, handle) = &*shared;
+                    let mut state = init();
+                    for job in receiver.iter() {
+                        if let Err(panic) =
+                            catch_unwind(AssertUnwindSafe(|| handle(&mut state, job)))
+                        {
+                            log::error!("worker {id}: job panicked: {}", panic_message(&panic));
+                            state = init();
+                        }
+                    }
+                    let _ = exit_tx.send(());
+                })?;
+            workers.push(worker);
+        }
+        Ok(Pool {
+            sender: Some(sender),
+            workers,
+            exited,
+        })
+    }
+
+    /// Queues `job`, waiting while the queue is full.
+    pub fn submit(&self, job: J) -> Result<(), J> {
+        match &self.sender {
+            Some(sender) => sender.send(job).map_err(|err| err.into_inner()),
+            None => Err(job),
+        }
+    }
+
+    /// A handle for producers on other threads.
+    pub fn submitter(&self) -> Option<Submitter<J>> {
+        self.sender.clone().map(Submitter)
+    }
+
+    /// How many workers the pool runs.
+    pub fn size(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Stops taking jobs, lets the workers finish what is queued, and waits for them until
+    /// `grace` has passed. Returns whether they all finished; stragglers are left to the
+    /// process exit. Every `Submitter` must be dropped first, or the workers keep waiting.
+    pub fn shutdown(mut self, grace: Duration) -> bool {
+        self.sender = None;
+        let deadline = Instant::now() + grace;
+        let all = (0..self.workers.len()).all(|_| self.exited.recv_deadline(deadline).is_ok());
+        if all {
+            for worker in self.workers.drain(..) {
+                let _ = worker.join();
+            }
+        } else {
+            // Detach: Drop must not wait for a worker stuck past the grace period.
+            self.workers.clear();
+        }
+        all
+    }
+}
+
+impl<J> Drop for Pool<J> {
+    fn drop(&mut self) {
+        self.sender = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    #[test]
+    fn every_job_runs_and_drop_joins() {
+        let count = Arc::new(AtomicUsize::new(0));
+        {
+            let counted = Arc::clone(&count);
+            let pool = Pool::new(
+                4,
+                8,
+                || (),
+                move |_: &mut (), n: usize| {
+                    counted.fetch_add(n, Ordering::SeqCst);
+                },
+            )
+            .unwrap();
+            assert_eq!(pool.size(), 4);
+            for _ in 0..1000 {
+                pool.submit(1).unwrap();
+            }
+        } // Drop joins: every queued job has run when it returns.
+        assert_eq!(count.load(Ordering::SeqCst), 1000);
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_kill_its_worker() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        // One worker: if the panic killed it, the later jobs would never run.
+        let pool = Pool::new(
+            1,
+            4,
+            || 0usize,
+            move |handled: &mut usize, job: i32| {
+                if job < 0 {
+                    panic!("job {job} fails on purpose");
+                }
+                *handled += 1;
+                record.lock().unwrap().push((job, *handled));
+            },
+        )
+        .unwrap();
+        for job in [1, -1, 2, -2, 3] {
+            pool.submit(job).unwrap();
+        }
+        assert!(pool.shutdown(Duration::from_secs(10)));
+        // The state is rebuilt after each panic, so the counter restarts.
+        assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 1), (3, 1)]);
+    }
+
+    #[test]
+    fn shutdown_gives_up_after_the_grace_period() {
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = bounded::<()>(1);
+        let pool = Pool::new(
+            1,
+            1,
+            || (),
+            move |_: &mut (), _: ()| {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            },
+        )
+        .unwrap();
+        pool.submit(()).unwrap();
+        started_rx.recv().unwrap();
+        let begun = Instant::now();
+        assert!(!pool.shutdown(Duration::from_millis(200)));
+        assert!(begun.elapsed() < Duration::from_secs(5));
+        drop(release_tx);
+    }
+
+    #[test]
+    fn submitters_keep_the_pool_fed() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        let pool = Pool::new(
+            2,
+            2,
+            || (),
+            move |_: &mut (), _: ()| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+        let submitter = pool.submitter().unwrap();
+        let producer = thread::spawn(move || {
+            for _ in 0..100 {
+                submitter.submit(()).unwrap();
+            }
+        });
+        producer.join().unwrap();
+        assert!(pool.shutdown(Duration::from_secs(10)));
+        assert_eq!(count.load(Ordering::SeqCst), 100);
+    }
+}

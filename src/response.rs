@@ -1,0 +1,280 @@
+//! What a reply is (status, the few headers we send, a body kind) and how its head becomes
+//! bytes in a reused buffer. Never touches a socket. May use: std, httpdate.
+
+use std::fs::File;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The value of the `Server` header.
+pub const SERVER: &str = concat!("httpd/", env!("CARGO_PKG_VERSION"));
+
+/// A reply, before it is written. Headers that every response carries (`Server`, `Date`,
+/// `Connection`, `Content-Length`) are derived when the head is encoded.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: Option<&'static str>,
+    pub last_modified: Option<SystemTime>,
+    pub etag: Option<String>,
+    pub location: Option<String>,
+    pub allow: Option<&'static str>,
+    /// `Accept-Ranges: bytes` (file responses).
+    pub accept_ranges: bool,
+    /// Any other header, in order (e.g. `Content-Range`, `Vary`, `Cache-Control`).
+    pub extra: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+/// The payload of a reply. A file body is a byte window of an open file, so a range reply
+/// is the same kind as a full one.
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    Bytes(Vec<u8>),
+    File { file: File, offset: u64, len: u64 },
+}
+
+impl Body {
+    /// The exact length in bytes, for `Content-Length`.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Static(bytes) => bytes.len() as u64,
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Response {
+    /// A reply with only a status and a body; set the other fields as needed.
+    pub fn new(status: u16, body: Body) -> Response {
+        Response {
+            status,
+            content_type: None,
+            last_modified: None,
+            etag: None,
+            location: None,
+            allow: None,
+            accept_ranges: false,
+            extra: Vec::new(),
+            body,
+        }
+    }
+
+    /// Whether this status may carry a body at all (RFC 9110 §6.4.1: 1xx, 204, 304 never do).
+    pub fn has_body(&self) -> bool {
+        !matches!(self.status, 100..=199 | 204 | 304)
+    }
+
+    /// Serialises the head into `out` (which is cleared first), exactly as it goes on the
+    /// wire. Header names keep their case: ApacheBench matches `Content-Length:` and
+    /// `keep-alive` literally.
+    pub fn encode_head(&self, date: &str, keep_alive: bool, out: &mut Vec<u8>) {
+        out.clear();
+        // Writing to a Vec cannot fail; `let _` keeps the hot path free of unwraps.
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let _ = write!(out, "Server: {SERVER}\r\nDate: {date}\r\n");
+        if self.has_body() {
+            if let Some(content_type) = self.content_type {
+                let _ = write!(out, "Content-Type: {content_type}\r\n");
+            }
+            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+        }
+        if let Some(modified) = self.last_modified {
+            let _ = write!(
+                out,
+                "Last-Modified: {}\r\n",
+                httpdate::HttpDate::from(modified)
+            );
+        }
+        if let Some(etag) = &self.etag {
+            let _ = write!(out, "ETag: {etag}\r\n");
+        }
+        if self.accept_ranges {
+            out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
+        }
+        if let Some(location) = &self.location {
+            let _ = write!(out, "Location: {location}\r\n");
+        }
+        if let Some(allow) = self.allow {
+            let _ = write!(out, "Allow: {allow}\r\n");
+        }
+        for (name, value) in &self.extra {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        out.extend_from_slice(if keep_alive {
+            b"Connection: keep-alive\r\n\r\n"
+        } else {
+            b"Connection: close\r\n\r\n"
+        });
+    }
+}
+
+/// The reason phrase for a status code we send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        412 => "Precondition Failed",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), re-rendered at most
+/// once a second. One per worker, so no lock.
+#[derive(Debug, Default)]
+pub struct Clock {
+    second: u64,
+    text: String,
+}
+
+impl Clock {
+    /// The `Date` header value for now.
+    pub fn now(&mut self) -> &str {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        &self.text
+    }
+}
+
+/// Rewrites an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as the Common Log Format time
+/// (`06/Nov/1994:08:49:37 +0000`).
+pub fn clf_time(imf: &str) -> String {
+    match (
+        imf.get(5..7),
+        imf.get(8..11),
+        imf.get(12..16),
+        imf.get(17..25),
+    ) {
+        (Some(day), Some(month), Some(year), Some(time)) => {
+            format!("{day}/{month}/{year}:{time} +0000")
+        }
+        _ => "-".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    #[test]
+    fn file_head_bytes() {
+        let mut response = Response::new(200, Body::Static(b"hello"));
+        response.content_type = Some("text/html");
+        response.last_modified = Some(UNIX_EPOCH + Duration::from_secs(784111777));
+        response.etag = Some("\"abc-5\"".into());
+        response.accept_ranges = true;
+        let mut out = Vec::new();
+        response.encode_head(DATE, true, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: {DATE}\r\n\
+                 Content-Type: text/html\r\nContent-Length: 5\r\n\
+                 Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nETag: \"abc-5\"\r\n\
+                 Accept-Ranges: bytes\r\nConnection: keep-alive\r\n\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn redirect_and_error_heads() {
+        let mut response = Response::new(301, Body::Static(b"moved"));
+        response.content_type = Some("text/html");
+        response.location = Some("/dir/?q=1".into());
+        let mut out = Vec::new();
+        response.encode_head(DATE, false, &mut out);
+        let head = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nLocation: /dir/?q=1\r\n"), "{head}");
+        assert!(head.ends_with("\r\nConnection: close\r\n\r\n"), "{head}");
+
+        let mut response = crate::error::HttpError::MethodNotAllowed.response();
+        response.extra.push(("X-Test", "1".into()));
+        response.encode_head(DATE, true, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nAllow: GET, HEAD\r\nX-Test: 1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nContent-Length: "), "{head}");
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_length() {
+        let response = Response::new(304, Body::Empty);
+        let mut out = Vec::new();
+        response.encode_head(DATE, true, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(!head.contains("Content-Length"), "{head}");
+        assert!(!head.contains("Content-Type"), "{head}");
+    }
+
+    #[test]
+    fn large_lengths_are_exact() {
+        // A body length past 4 GiB must print as a full u64.
+        let file = File::open("Cargo.toml").unwrap();
+        let response = Response::new(
+            200,
+            Body::File {
+                file,
+                offset: 0,
+                len: (5 << 30) + 7,
+            },
+        );
+        let mut out = Vec::new();
+        response.encode_head(DATE, true, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(
+            head.contains("\r\nContent-Length: 5368709127\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn clock_is_imf_fixdate_and_clf_follows() {
+        let mut clock = Clock::default();
+        let now = clock.now().to_string();
+        assert!(httpdate::parse_http_date(&now).is_ok(), "{now}");
+        assert!(now.ends_with(" GMT") && now.len() == 29, "{now}");
+        assert_eq!(clf_time(DATE), "06/Nov/1994:08:49:37 +0000");
+        assert_eq!(clf_time("garbage"), "-");
+    }
+}

@@ -1,0 +1,249 @@
+//! Binding, the accept loop, and shutdown. Accepted sockets go to the worker pool; waiting
+//! ones go to the poller. Never parses HTTP. May use: config, pool, poller, conn, accesslog.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use polling::{Event, Events, Poller};
+use socket2::{Domain, Socket, Type};
+
+use crate::accesslog::AccessLog;
+use crate::config::{Config, GRACE, SEND_TIMEOUT};
+use crate::conn::{self, Conn, Context, Next, Scratch};
+use crate::poller::{Parker, Wait};
+use crate::pool::Pool;
+
+/// Jobs (ready connections) that may wait for a worker before the producers wait.
+const QUEUE: usize = 4096;
+/// The listen backlog (the kernel caps it at net.core.somaxconn).
+const BACKLOG: i32 = 1024;
+/// How long a lingering close waits for the client to finish.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long to stop accepting after running out of file descriptors.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+const LISTENER: usize = 0;
+
+/// A bound server, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    config: Config,
+    log: AccessLog,
+    stop: Arc<Stop>,
+}
+
+struct Stop {
+    requested: Arc<AtomicBool>,
+    /// The accept loop waits on this; `notify` wakes it.
+    poller: Poller,
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Stop>);
+
+impl ShutdownHandle {
+    /// Stops accepting, closes idle connections, lets in-flight replies finish (bounded),
+    /// flushes the access log; [`Server::run`] then returns.
+    pub fn shutdown(&self) {
+        self.0.requested.store(true, Ordering::SeqCst);
+        let _ = self.0.poller.notify();
+    }
+}
+
+impl Server {
+    /// Opens the access log and listens on `config.addr` (port 0 picks a free port). When
+    /// this returns, connections are already being queued by the kernel.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let log = AccessLog::open(config.access_log.as_deref()).map_err(|err| {
+            let path = config.access_log.as_deref().unwrap_or("stderr".as_ref());
+            io::Error::new(
+                err.kind(),
+                format!("cannot open access log '{}': {err}", path.display()),
+            )
+        })?;
+        let listener = listen(config.addr).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot listen on {}: {err}", config.addr),
+            )
+        })?;
+        Ok(Server {
+            listener,
+            config,
+            log,
+            stop: Arc::new(Stop {
+                requested: Arc::new(AtomicBool::new(false)),
+                poller: Poller::new()?,
+            }),
+        })
+    }
+
+    /// The address actually bound (with the real port).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(Arc::clone(&self.stop))
+    }
+
+    /// Serves until shut down. Returns an error only if the server could not start its
+    /// threads or its accept loop failed for good.
+    pub fn run(self) -> io::Result<()> {
+        let Server {
+            listener,
+            config,
+            log,
+            stop,
+        } = self;
+        let parker = Parker::new()?;
+        let ctx = Arc::new(Context {
+            root: config.root.clone(),
+            log: log.clone(),
+            stopping: Arc::clone(&stop.requested),
+        });
+        let timeout = config.timeout;
+        let worker_parker = parker.clone();
+        let pool = Pool::new(
+            config.workers,
+            QUEUE,
+            Scratch::default,
+            move |scratch, conn| match conn::serve(conn, &ctx, scratch) {
+                Next::Park(conn) => {
+                    let deadline = conn.deadline(timeout);
+                    worker_parker.park(conn, Wait::Request, deadline)
+                }
+                Next::Yield(conn) => worker_parker.requeue(conn),
+                Next::Linger(conn) => {
+                    worker_parker.park(conn, Wait::Drain, Instant::now() + LINGER)
+                }
+                Next::Close => {}
+            },
+        )?;
+
+        let (Some(to_workers), Some(from_poller)) = (pool.submitter(), pool.submitter()) else {
+            return Err(io::Error::other("worker pool closed at start"));
+        };
+        let poller_parker = parker.clone();
+        let poller_thread = thread::Builder::new()
+            .name("poller".into())
+            .spawn(move || {
+                poller_parker.run(|conn| {
+                    let _ = from_poller.submit(conn);
+                })
+            })?;
+
+        let result = accept_loop(&listener, &stop, |conn| {
+            let _ = to_workers.submit(conn);
+        });
+        drop(listener);
+        drop(to_workers);
+
+        // Shutdown, in data-flow order: nothing new comes in, idle connections close,
+        // in-flight replies finish (bounded), then the log is flushed.
+        log::info!("shutting down: {} idle connections closed", parker.parked());
+        parker.stop();
+        let _ = poller_thread.join();
+        if !pool.shutdown(GRACE) {
+            log::warn!(
+                "grace period of {}s over with replies in flight",
+                GRACE.as_secs()
+            );
+        }
+        if !log.flush(Duration::from_secs(5)) {
+            log::warn!("access log not flushed in time");
+        }
+        result
+    }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarts must not wait for TIME_WAIT to clear.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    let listener: TcpListener = socket.into();
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Accepts until shutdown is requested. Linux does not pass O_NONBLOCK on to accepted
+/// sockets, so they are blocking (reads use MSG_DONTWAIT; writes rely on SO_SNDTIMEO).
+fn accept_loop(listener: &TcpListener, stop: &Stop, submit: impl Fn(Conn)) -> io::Result<()> {
+    // SAFETY: the listener outlives the registration; it is deleted before returning.
+    unsafe { stop.poller.add(listener, Event::readable(LISTENER))? };
+    let mut events = Events::new();
+    let mut backoff_until: Option<Instant> = None;
+    let result = loop {
+        if stop.requested.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        events.clear();
+        let timeout = backoff_until.map(|until| until.saturating_duration_since(Instant::now()));
+        if let Err(err) = stop.poller.wait(&mut events, timeout) {
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break Err(err);
+        }
+        if let Some(until) = backoff_until {
+            if Instant::now() < until {
+                continue;
+            }
+            backoff_until = None;
+        }
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => submit(Conn::new(stream, peer, SEND_TIMEOUT)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => match err.raw_os_error() {
+                    // Out of descriptors or memory: pause accepting instead of spinning on
+                    // a listener that stays readable (nginx does the same).
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        log::warn!("accept: {err}; pausing accepts for {FD_BACKOFF:?}");
+                        backoff_until = Some(Instant::now() + FD_BACKOFF);
+                        break;
+                    }
+                    // The client gave up before we accepted, or a transient network error.
+                    _ => log::debug!("accept: {err}"),
+                },
+            }
+        }
+        // The registration is one-shot: arm it again.
+        if let Err(err) = stop.poller.modify(listener, Event::readable(LISTENER)) {
+            break Err(err);
+        }
+    };
+    let _ = stop.poller.delete(listener);
+    result
+}
+
+/// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.
+pub fn shutdown_on_signals(handle: ShutdownHandle) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    log::info!("signal {signal}: finishing in-flight requests, then exiting");
+                    handle.shutdown();
+                } else {
+                    log::warn!("signal {signal} again: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })?;
+    Ok(())
+}
