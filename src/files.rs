@@ -181,12 +181,13 @@ pub fn resolve(root: &Path, path: &SafePath, query: Option<&str>) -> Result<Reso
             }
             return Ok(Resolved::Redirect(location));
         }
-        let (file, meta, _) = match open_under(root, &real.join(INDEX)) {
-            Ok(found) => found,
+        let index = real.join(INDEX);
+        if index.symlink_metadata().is_err() {
             // A directory without an index may not be listed.
-            Err(HttpError::NotFound) => return Err(HttpError::Forbidden),
-            Err(err) => return Err(err),
-        };
+            return Err(HttpError::Forbidden);
+        }
+        // An index that exists but leads out of the root is refused like any other path.
+        let (file, meta, _) = open_under(root, &index)?;
         return regular(file, meta, INDEX.as_ref());
     }
     if path.trailing_slash {

@@ -1,0 +1,240 @@
+//! The server as a process: many concurrent clients, timeouts, the command line, IPv6 and
+//! signals. Everything over loopback, bounded in count and time.
+
+mod common;
+
+use std::io::{BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{closed_by_server, pattern, read_to_close, site, Reply, Server};
+
+fn checksum(bytes: &[u8]) -> u64 {
+    // FNV-1a: enough to catch a wrong, short or reordered body.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[test]
+fn two_hundred_concurrent_clients_get_intact_files() {
+    let root = site();
+    root.write("sizes/1k.bin", pattern(1024));
+    root.write("sizes/100k.bin", pattern(100 * 1024));
+    root.write("sizes/1m.bin", pattern(1024 * 1024));
+    let expected = [
+        ("/sizes/1k.bin", checksum(&pattern(1024))),
+        ("/sizes/100k.bin", checksum(&pattern(100 * 1024))),
+        ("/sizes/1m.bin", checksum(&pattern(1024 * 1024))),
+    ];
+    let server = Server::start(root.path(), &["-w", "4"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut stream = common::connect(addr);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                // Each client makes three keep-alive requests, rotating through the sizes.
+                for round in 0..3 {
+                    let (path, sum) = expected[(i + round) % expected.len()];
+                    stream
+                        .write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                        .unwrap();
+                    let reply = Reply::read(&mut reader, false).unwrap();
+                    assert_eq!(reply.status, 200, "client {i} {path}");
+                    assert_eq!(checksum(&reply.body), sum, "client {i} {path}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_close_after_the_timeout() {
+    let root = site();
+    let server = Server::start(root.path(), &["-t", "1"]);
+    let mut stream = server.connect();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
+    let idle = Instant::now();
+    assert!(closed_by_server(&mut stream), "idle connection not closed");
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    // A connection that never sends anything is closed the same way.
+    let mut silent = server.connect();
+    assert!(closed_by_server(&mut silent));
+}
+
+#[test]
+fn a_head_that_never_completes_gets_408_and_does_not_hold_a_worker() {
+    let root = site();
+    // One worker: if the slow client held it, the second client would never be answered.
+    let server = Server::start(root.path(), &["-w", "1", "-t", "1"]);
+    let mut slow = server.connect();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let reply = server.get("/style.css");
+    assert_eq!(reply.status, 200);
+    let bytes = read_to_close(&mut slow);
+    assert!(bytes.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&bytes));
+}
+
+#[test]
+fn keep_alive_clients_beyond_the_worker_count_are_all_served() {
+    let root = site();
+    // More open keep-alive connections than workers: none may wait for another to close.
+    let server = Server::start(root.path(), &["-w", "2"]);
+    let mut streams: Vec<_> = (0..20).map(|_| server.connect()).collect();
+    for round in 0..3 {
+        for (i, stream) in streams.iter_mut().enumerate() {
+            stream.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let reply = Reply::read(&mut reader, false).unwrap();
+            assert_eq!(reply.status, 200, "round {round} connection {i}");
+        }
+    }
+}
+
+#[test]
+fn sigterm_lets_a_download_finish_then_exits_zero() {
+    let root = site();
+    root.write("large.bin", pattern(32 * 1024 * 1024));
+    let mut server = Server::start(root.path(), &[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Read the head and a little of the body, so the reply is in flight, then signal.
+    let mut first = [0u8; 4096];
+    let n = stream.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    common::signal(server.pid(), libc::SIGTERM);
+    let mut rest = read_to_close(&mut stream);
+    let mut all = first[..n].to_vec();
+    all.append(&mut rest);
+    let reply = Reply::read(&mut &all[..], false).unwrap();
+    assert_eq!(reply.body.len(), 32 * 1024 * 1024, "the download was cut short");
+    assert_eq!(checksum(&reply.body), checksum(&pattern(32 * 1024 * 1024)));
+    let status = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    // The access log was flushed before exit.
+    let lines = server.log_lines();
+    assert!(lines.iter().any(|l| l.contains("GET /large.bin HTTP/1.1\" 200 33554432")), "{lines:?}");
+    // And the port no longer accepts.
+    assert!(std::net::TcpStream::connect(server.addr).is_err());
+}
+
+#[test]
+fn sigint_on_an_idle_server_exits_zero_promptly() {
+    let root = site();
+    let mut server = Server::start(root.path(), &[]);
+    let mut idle = server.connect();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(idle.try_clone().unwrap());
+    Reply::read(&mut reader, false).unwrap();
+    let begun = Instant::now();
+    common::signal(server.pid(), libc::SIGINT);
+    assert!(closed_by_server(&mut idle), "idle connection left open");
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(begun.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn ipv6_loopback_works() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let root = site();
+    let server = Server::start(root.path(), &["-a", "::1"]);
+    assert!(server.addr.is_ipv6());
+    assert_eq!(server.get("/").status, 200);
+}
+
+fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_httpd"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = common::wait_bounded(&mut child, Duration::from_secs(20));
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn bad_command_lines_fail_with_one_clear_line() {
+    let root = site();
+    let file = root.path().join("index.html");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let r = root.path().to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-r", "/no/such/dir", "-p", "0"], "/no/such/dir"),
+        (vec!["-r", file.to_str().unwrap(), "-p", "0"], "not a directory"),
+        (vec!["-r", r, "-p", &port], "cannot listen"),
+        (vec!["-r", r, "-p", "0", "-a", "not-an-address"], "invalid address"),
+        (vec!["-r", r, "-p", "0", "-a", "203.0.113.1"], "cannot listen"),
+        (vec!["-r", r, "-p", "0", "-w", "0"], "--workers"),
+        (vec!["-r", r, "-p", "0", "-t", "0"], "--timeout"),
+        (vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"], "access log"),
+        (vec!["-r", r, "-p", "99999"], "'-p'"),
+        (vec!["-r", r, "--no-such-flag"], "no-such-flag"),
+    ];
+    for (args, needle) in cases {
+        let (code, out, err) = run_cli(&args);
+        assert_ne!(code, 0, "{args:?} should fail");
+        assert!(out.is_empty() || !out.contains("listening"), "{args:?}: {out}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty() && lines.len() <= 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_second_signal_exits_at_once_with_failure() {
+    let root = site();
+    root.write("large.bin", pattern(64 * 1024 * 1024));
+    let mut server = Server::start(root.path(), &[]);
+    // A download that is not being read keeps the graceful shutdown waiting.
+    let mut stream = server.connect();
+    stream.write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut first = [0u8; 1024];
+    assert!(stream.read(&mut first).unwrap() > 0);
+    common::signal(server.pid(), libc::SIGTERM);
+    let begun = Instant::now();
+    // The first signal has been handled once the listener is closed; only then is the
+    // second one a second signal (two pending SIGTERMs can merge into one).
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(server.addr).is_err()
+    }));
+    common::signal(server.pid(), libc::SIGTERM);
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(begun.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn version_and_help() {
+    let (code, out, _) = run_cli(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("httpd {}", env!("CARGO_PKG_VERSION")));
+    let (code, out, _) = run_cli(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in ["--root", "--workers", "--host", "--port", "--timeout", "--log", "--debug", "--version"] {
+        assert!(out.contains(flag), "{flag} missing from --help: {out}");
+    }
+}
