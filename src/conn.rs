@@ -8,7 +8,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,12 +40,36 @@ pub struct Conn {
     /// The poller's verdict: the head did not complete before the deadline.
     expired: bool,
     drained: usize,
+    _slot: Slot,
+}
+
+/// One open connection's place in the server's count; given back when the connection drops.
+#[derive(Debug)]
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a place in `open`.
+    pub fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(open))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Conn {
     /// Wraps an accepted socket. `TCP_NODELAY` matters: a head and a sendfile body are two
     /// writes, and Nagle would hold the second behind the client's delayed ACK.
-    pub fn new(stream: TcpStream, peer: SocketAddr, send_timeout: std::time::Duration) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        send_timeout: std::time::Duration,
+        slot: Slot,
+    ) -> Conn {
         if let Err(err) = stream
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(send_timeout)))
@@ -59,6 +83,7 @@ impl Conn {
             head_started: None,
             expired: false,
             drained: 0,
+            _slot: slot,
         }
     }
 

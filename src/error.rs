@@ -25,6 +25,8 @@ pub enum HttpError {
     HeaderTooLarge,
     /// A transfer coding we do not implement (RFC 9112 §6.1).
     NotImplemented,
+    /// The server is out of a resource (file descriptors) for now.
+    Unavailable,
     /// An HTTP version other than 1.0 and 1.1.
     VersionNotSupported,
     /// The filesystem failed in a way the client did not cause.
@@ -44,6 +46,7 @@ impl HttpError {
             HttpError::HeaderTooLarge => 431,
             HttpError::Internal => 500,
             HttpError::NotImplemented => 501,
+            HttpError::Unavailable => 503,
             HttpError::VersionNotSupported => 505,
         }
     }
@@ -64,6 +67,9 @@ impl HttpError {
         response.content_type = Some("text/html");
         if self == HttpError::MethodNotAllowed {
             response.allow = Some("GET, HEAD");
+        }
+        if self == HttpError::Unavailable {
+            response.extra.push(("Retry-After", "1".to_string()));
         }
         response
     }
@@ -95,6 +101,7 @@ impl HttpError {
             HttpError::HeaderTooLarge => page!("431", "Request Header Fields Too Large"),
             HttpError::Internal => page!("500", "Internal Server Error"),
             HttpError::NotImplemented => page!("501", "Not Implemented"),
+            HttpError::Unavailable => page!("503", "Service Unavailable"),
             HttpError::VersionNotSupported => page!("505", "HTTP Version Not Supported"),
         }
     }
@@ -110,6 +117,10 @@ impl From<io::Error> for HttpError {
             _ => match err.raw_os_error() {
                 Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => HttpError::NotFound,
                 Some(libc::EACCES) | Some(libc::EPERM) => HttpError::Forbidden,
+                Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                    log::warn!("out of file descriptors opening a file: {err}");
+                    HttpError::Unavailable
+                }
                 _ => {
                     log::warn!("filesystem error: {err}");
                     HttpError::Internal
@@ -135,6 +146,7 @@ mod tests {
             (HttpError::HeaderTooLarge, 431, true),
             (HttpError::Internal, 500, true),
             (HttpError::NotImplemented, 501, true),
+            (HttpError::Unavailable, 503, true),
             (HttpError::VersionNotSupported, 505, true),
         ];
         for (err, status, closes) in table {
@@ -164,6 +176,7 @@ mod tests {
             (io::Error::from_raw_os_error(libc::ELOOP), 404),
             (io::Error::from_raw_os_error(libc::ENAMETOOLONG), 404),
             (io::Error::from_raw_os_error(libc::EACCES), 403),
+            (io::Error::from_raw_os_error(libc::EMFILE), 503),
             (io::Error::from_raw_os_error(libc::EIO), 500),
         ];
         for (err, status) in table {

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 
 use crate::accesslog::AccessLog;
 use crate::config::{Config, GRACE, SEND_TIMEOUT};
-use crate::conn::{self, Conn, Context, Next, Scratch};
+use crate::conn::{self, Conn, Context, Next, Scratch, Slot};
 use crate::poller::{Parker, Wait};
 use crate::pool::Pool;
 
@@ -25,6 +25,11 @@ const BACKLOG: i32 = 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// How long to stop accepting after running out of file descriptors.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
+/// How often to look again while at the connection limit.
+const FULL_BACKOFF: Duration = Duration::from_millis(10);
+/// Descriptors kept free of connections: the listener, pollers, log, stdio, plus one file
+/// per worker (and one more for a directory's index) so a worker can always open a file.
+const FD_RESERVE: usize = 32;
 const LISTENER: usize = 0;
 
 /// A bound server, ready to [`Server::run`].
@@ -137,7 +142,9 @@ impl Server {
                 })
             })?;
 
-        let result = accept_loop(&listener, &stop, |conn| {
+        let limit = connection_limit(config.workers);
+        log::debug!("at most {limit} open connections");
+        let result = accept_loop(&listener, &stop, limit, |conn| {
             let _ = to_workers.submit(conn);
         });
         drop(listener);
@@ -177,9 +184,16 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Accepts until shutdown is requested. Linux does not pass O_NONBLOCK on to accepted
 /// sockets, so they are blocking (reads use MSG_DONTWAIT; writes rely on SO_SNDTIMEO).
-fn accept_loop(listener: &TcpListener, stop: &Stop, submit: impl Fn(Conn)) -> io::Result<()> {
+fn accept_loop(
+    listener: &TcpListener,
+    stop: &Stop,
+    limit: usize,
+    submit: impl Fn(Conn),
+) -> io::Result<()> {
     // SAFETY: the listener outlives the registration; it is deleted before returning.
     unsafe { stop.poller.add(listener, Event::readable(LISTENER))? };
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut full = false;
     let mut events = Events::new();
     let mut backoff_until: Option<Instant> = None;
     let result = loop {
@@ -201,8 +215,21 @@ fn accept_loop(listener: &TcpListener, stop: &Stop, submit: impl Fn(Conn)) -> io
             backoff_until = None;
         }
         loop {
+            // At the limit, newcomers wait in the kernel's backlog until a connection closes,
+            // so the workers always have descriptors left to open files with.
+            if open.load(Ordering::SeqCst) >= limit {
+                if !full {
+                    log::warn!("{limit} connections open: pausing accepts");
+                }
+                full = true;
+                backoff_until = Some(Instant::now() + FULL_BACKOFF);
+                break;
+            }
+            full = false;
             match listener.accept() {
-                Ok((stream, peer)) => submit(Conn::new(stream, peer, SEND_TIMEOUT)),
+                Ok((stream, peer)) => {
+                    submit(Conn::new(stream, peer, SEND_TIMEOUT, Slot::take(&open)))
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => match err.raw_os_error() {
                     // Out of descriptors or memory: pause accepting instead of spinning on
@@ -224,6 +251,30 @@ fn accept_loop(listener: &TcpListener, stop: &Stop, submit: impl Fn(Conn)) -> io
     };
     let _ = stop.poller.delete(listener);
     result
+}
+
+/// Raises the open-file limit to its hard maximum and returns how many connections may be
+/// open at once: the limit less a reserve for everything else the server opens.
+fn connection_limit(workers: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let fds = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    fds.saturating_sub(FD_RESERVE + 2 * workers).max(1)
 }
 
 /// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.

@@ -25,11 +25,18 @@ fn symlinks_are_followed_only_inside_the_root() {
     symlink("loop-b", r.join("loop-a")).unwrap();
     symlink("loop-a", r.join("loop-b")).unwrap();
     root.write("index-escape/placeholder", "");
-    symlink(outside.path().join("dir/index.html"), r.join("index-escape/index.html")).unwrap();
+    symlink(
+        outside.path().join("dir/index.html"),
+        r.join("index-escape/index.html"),
+    )
+    .unwrap();
 
     let server = Server::start(r, &[]);
     let css = server.get("/inside-link.css");
-    assert_eq!((css.status, css.body.as_slice()), (200, &b"body { color: red }"[..]));
+    assert_eq!(
+        (css.status, css.body.as_slice()),
+        (200, &b"body { color: red }"[..])
+    );
     assert_eq!(css.header("Content-Type"), Some("text/css"));
     assert_eq!(server.get("/docs-link/page.html").status, 200);
     for path in [
@@ -43,7 +50,10 @@ fn symlinks_are_followed_only_inside_the_root() {
     ] {
         let reply = server.get(path);
         assert_eq!(reply.status, 404, "{path}: {}", reply.head);
-        assert!(!reply.text().contains("outside") && !reply.text().contains("root:"), "{path}");
+        assert!(
+            !reply.text().contains("outside") && !reply.text().contains("root:"),
+            "{path}"
+        );
     }
 }
 
@@ -57,7 +67,13 @@ fn only_regular_files_are_served() {
     symlink("/dev/zero", root.path().join("zero")).unwrap();
     root.write("dir-with-fifo/placeholder", "");
     // SAFETY: as above.
-    let index = std::ffi::CString::new(root.path().join("dir-with-fifo/index.html").to_str().unwrap()).unwrap();
+    let index = std::ffi::CString::new(
+        root.path()
+            .join("dir-with-fifo/index.html")
+            .to_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(unsafe { libc::mkfifo(index.as_ptr(), 0o644) }, 0);
 
     let server = Server::start(root.path(), &[]);
@@ -89,7 +105,10 @@ fn files_past_4_gib() {
     let server = Server::start(root.path(), &[]);
     let head = server.request("HEAD", "/huge.bin");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("Content-Length"), Some(len.to_string().as_str()));
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(len.to_string().as_str())
+    );
 
     let mut stream = server.connect();
     stream
@@ -105,7 +124,10 @@ fn files_past_4_gib() {
             break;
         }
     }
-    assert!(head.contains(&format!("\r\nContent-Length: {len}\r\n")), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {len}\r\n")),
+        "{head}"
+    );
     // Read the whole body (the server sends it by sendfile), keeping only the last bytes.
     let mut received: u64 = 0;
     let mut last = Vec::new();
@@ -122,7 +144,11 @@ fn files_past_4_gib() {
         }
     }
     assert_eq!(received, len, "body length");
-    assert!(last.ends_with(tail), "last bytes: {:?}", String::from_utf8_lossy(&last));
+    assert!(
+        last.ends_with(tail),
+        "last bytes: {:?}",
+        String::from_utf8_lossy(&last)
+    );
 }
 
 #[test]

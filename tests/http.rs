@@ -28,11 +28,23 @@ fn every_response_carries_the_required_headers() {
     ] {
         let reply = server.request(method, target);
         assert_eq!(reply.status, status, "{method} {target}: {}", reply.head);
-        assert_eq!(reply.header("Server"), Some("httpd/0.1.0"), "{}", reply.head);
+        assert_eq!(
+            reply.header("Server"),
+            Some("httpd/0.1.0"),
+            "{}",
+            reply.head
+        );
         let date = reply.header("Date").expect("Date");
-        assert!(httpdate::parse_http_date(date).is_ok() && date.ends_with(" GMT"), "{date}");
+        assert!(
+            httpdate::parse_http_date(date).is_ok() && date.ends_with(" GMT"),
+            "{date}"
+        );
         assert_eq!(reply.header("Connection"), Some("close"), "{}", reply.head);
-        let len: u64 = reply.header("Content-Length").expect("Content-Length").parse().unwrap();
+        let len: u64 = reply
+            .header("Content-Length")
+            .expect("Content-Length")
+            .parse()
+            .unwrap();
         assert!(reply.header("Content-Type").is_some(), "{}", reply.head);
         if method == "GET" {
             assert_eq!(len, reply.body.len() as u64);
@@ -49,8 +61,15 @@ fn file_responses_have_validators_and_exact_types() {
     assert_eq!(reply.body, b"<!DOCTYPE html><title>home</title>");
     assert_eq!(reply.header("Accept-Ranges"), Some("bytes"));
     let etag = reply.header("ETag").expect("ETag");
-    assert!(etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"), "{etag}");
-    assert_eq!(server.get("/index.html").header("ETag"), Some(etag), "stable for an unchanged file");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"),
+        "{etag}"
+    );
+    assert_eq!(
+        server.get("/index.html").header("ETag"),
+        Some(etag),
+        "stable for an unchanged file"
+    );
     let modified = reply.header("Last-Modified").expect("Last-Modified");
     assert!(httpdate::parse_http_date(modified).is_ok(), "{modified}");
 
@@ -66,11 +85,18 @@ fn file_responses_have_validators_and_exact_types() {
         ("/blob.unknownext", "application/octet-stream"),
         ("/docs/", "text/html"),
     ] {
-        assert_eq!(server.get(path).header("Content-Type"), Some(expected), "{path}");
+        assert_eq!(
+            server.get(path).header("Content-Type"),
+            Some(expected),
+            "{path}"
+        );
     }
     let js = server.get("/app.js");
     let js = js.header("Content-Type").unwrap();
-    assert!(js == "text/javascript" || js == "application/javascript", "{js}");
+    assert!(
+        js == "text/javascript" || js == "application/javascript",
+        "{js}"
+    );
 
     // A changed file gets a new validator.
     root.write("index.html", "<!DOCTYPE html><title>changed</title>");
@@ -86,14 +112,21 @@ fn head_sends_the_get_headers_and_no_body() {
         let head = server.request("HEAD", path);
         assert_eq!(head.status, get.status, "{path}");
         let strip = |reply: &Reply| -> Vec<(String, String)> {
-            reply.headers.iter().filter(|(n, _)| n != "Date").cloned().collect()
+            reply
+                .headers
+                .iter()
+                .filter(|(n, _)| n != "Date")
+                .cloned()
+                .collect()
         };
         assert_eq!(strip(&head), strip(&get), "{path}");
     }
     // On a kept connection the next reply follows the HEAD reply's head immediately.
     let mut stream = server.connect();
     stream
-        .write_all(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+        .write_all(
+            b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /style.css HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
         .unwrap();
     let mut reader = BufReader::new(stream);
     let head = read_reply(&mut reader, true);
@@ -170,7 +203,11 @@ fn other_methods_get_405_with_allow() {
         assert_eq!(reply.header("Allow"), Some("GET, HEAD"), "{method}");
     }
     let bytes = server.exchange(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert!(bytes.starts_with(b"HTTP/1.1 405 "), "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 405 "),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
 }
 
 #[test]
@@ -180,13 +217,37 @@ fn keep_alive_and_close_rules() {
     // (request, Connection header in the reply, does the server close?)
     let table: &[(&str, &str, bool)] = &[
         ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", "keep-alive", false),
-        ("GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "close", true),
-        ("GET / HTTP/1.1\r\nHost: t\r\nConnection: Close\r\n\r\n", "close", true),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "close",
+            true,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nConnection: Close\r\n\r\n",
+            "close",
+            true,
+        ),
         ("GET / HTTP/1.0\r\n\r\n", "close", true),
-        ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "keep-alive", false),
-        ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", "keep-alive", false),
-        ("GET / HTTP/1.0\r\nConnection: KEEP-ALIVE\r\n\r\n", "keep-alive", false),
-        ("GET /missing HTTP/1.1\r\nHost: t\r\n\r\n", "keep-alive", false),
+        (
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "keep-alive",
+            false,
+        ),
+        (
+            "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            "keep-alive",
+            false,
+        ),
+        (
+            "GET / HTTP/1.0\r\nConnection: KEEP-ALIVE\r\n\r\n",
+            "keep-alive",
+            false,
+        ),
+        (
+            "GET /missing HTTP/1.1\r\nHost: t\r\n\r\n",
+            "keep-alive",
+            false,
+        ),
         ("DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", "keep-alive", false),
     ];
     for (raw, connection, closes) in table {
@@ -199,7 +260,9 @@ fn keep_alive_and_close_rules() {
             assert!(closed_by_server(&mut stream), "{raw:?} should close");
         } else {
             // Still open: a second request on it is answered.
-            stream.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            stream
+                .write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             assert_eq!(read_reply(&mut reader, false).status, 200, "{raw:?}");
         }
     }
@@ -221,8 +284,16 @@ fn apachebench_exact_requests() {
         stream.write_all(ab_k.as_bytes()).unwrap();
         let reply = read_reply(&mut reader, false);
         assert_eq!(reply.status, 200);
-        assert!(reply.head.contains("\r\nConnection: keep-alive\r\n"), "{}", reply.head);
-        assert!(reply.head.contains("\r\nContent-Length: 34\r\n"), "{}", reply.head);
+        assert!(
+            reply.head.contains("\r\nConnection: keep-alive\r\n"),
+            "{}",
+            reply.head
+        );
+        assert!(
+            reply.head.contains("\r\nContent-Length: 34\r\n"),
+            "{}",
+            reply.head
+        );
     }
     // ab without -k: HTTP/1.0, no Connection header; the server closes after the reply.
     let ab = format!(
@@ -239,7 +310,14 @@ fn apachebench_exact_requests() {
 fn pipelined_requests_are_answered_in_order() {
     let root = site();
     let server = Server::start(root.path(), &[]);
-    let paths = ["/index.html", "/style.css", "/missing", "/docs", "/app.js", "/big.bin"];
+    let paths = [
+        "/index.html",
+        "/style.css",
+        "/missing",
+        "/docs",
+        "/app.js",
+        "/big.bin",
+    ];
     let mut raw = String::new();
     for _ in 0..20 {
         for path in paths {
@@ -270,7 +348,8 @@ fn pipelined_requests_are_answered_in_order() {
 fn a_request_split_across_many_writes_is_assembled() {
     let root = site();
     let server = Server::start(root.path(), &[]);
-    let raw = b"GET /style.css?v=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: split\r\nConnection: close\r\n\r\n";
+    let raw =
+        b"GET /style.css?v=1 HTTP/1.1\r\nHost: t\r\nUser-Agent: split\r\nConnection: close\r\n\r\n";
     let mut stream = server.connect();
     for chunk in raw.chunks(3) {
         stream.write_all(chunk).unwrap();
@@ -292,10 +371,13 @@ fn absolute_form_targets_work() {
     let reply = Reply::read(&mut &bytes[..], false).unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, b"body { color: red }");
-    let bytes = server.exchange(
-        b"GET http://example.test/../etc/passwd HTTP/1.1\r\nHost: example.test\r\n\r\n",
+    let bytes = server
+        .exchange(b"GET http://example.test/../etc/passwd HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&bytes)
     );
-    assert!(bytes.starts_with(b"HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&bytes));
 }
 
 /// Malformed requests get their status and the connection closes, whatever follows them.
@@ -304,13 +386,25 @@ fn malformed_requests_get_an_error_and_a_close() {
     let root = site();
     let server = Server::start(root.path(), &[]);
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
-    let long_head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(17000));
-    let many = format!("GET / HTTP/1.1\r\nHost: t\r\n{}\r\n", "X-A: b\r\n".repeat(101));
+    let long_head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(17000)
+    );
+    let many = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\n{}\r\n",
+        "X-A: b\r\n".repeat(101)
+    );
     let table: Vec<(Vec<u8>, u16)> = vec![
         (b"GARBAGE\r\n\r\n".to_vec(), 400),
         (b"GET / HTTP/1.1\r\n\r\n".to_vec(), 400),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), 400),
-        (b"GET / HTTP/1.1\r\nBad Header\r\nHost: t\r\n\r\n".to_vec(), 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nBad Header\r\nHost: t\r\n\r\n".to_vec(),
+            400,
+        ),
         (b"GET /\x01 HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400),
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n".to_vec(), 505),
         (b"GET / HTTP/1.2\r\nHost: t\r\n\r\n".to_vec(), 505),
@@ -318,10 +412,14 @@ fn malformed_requests_get_an_error_and_a_close() {
         (long_head.into_bytes(), 431),
         (many.into_bytes(), 431),
         (
-            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec(),
             400,
         ),
-        (b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".to_vec(), 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".to_vec(),
+            400,
+        ),
     ];
     for (mut raw, status) in table {
         // A valid request right behind it must not be answered: after a malformed request
@@ -334,7 +432,11 @@ fn malformed_requests_get_an_error_and_a_close() {
         assert_eq!(reply.status, status, "{shown}");
         assert_eq!(reply.header("Connection"), Some("close"), "{shown}");
         assert_eq!(reply.header("Content-Type"), Some("text/html"), "{shown}");
-        assert_eq!(bytes.len(), reply.head.len() + reply.body.len(), "{shown}: a second reply followed");
+        assert_eq!(
+            bytes.len(),
+            reply.head.len() + reply.body.len(),
+            "{shown}: a second reply followed"
+        );
         assert!(!reply.text().contains("GARBAGE") && !reply.text().contains("X-Big"));
     }
 }
@@ -347,7 +449,10 @@ fn error_pages_never_echo_the_request() {
         let reply = server.get(target);
         assert!(reply.status >= 400, "{target}");
         let text = reply.text();
-        assert!(!text.contains("script") && !text.contains("<b>"), "{target}: {text}");
+        assert!(
+            !text.contains("script") && !text.contains("<b>"),
+            "{target}: {text}"
+        );
     }
 }
 
@@ -367,7 +472,11 @@ fn request_bodies_never_become_the_next_request() {
     let mut reader = BufReader::new(stream);
     assert_eq!(read_reply(&mut reader, false).status, 405);
     let next = read_reply(&mut reader, false);
-    assert_eq!(next.status, 200, "the body was read as a request: {}", next.head);
+    assert_eq!(
+        next.status, 200,
+        "the body was read as a request: {}",
+        next.head
+    );
     assert_eq!(next.body, b"body { color: red }");
 
     // The body is still on its way: answer, then close rather than parse it.
@@ -415,6 +524,10 @@ fn access_log_has_one_combined_line_per_response() {
         pattern(&lines[0]),
         "GET /style.css?x=\\x221\\x22 HTTP/1.1\" 200 19 \"http://r.test/\" \"tester/1.0\""
     );
-    assert!(pattern(&lines[1]).starts_with("GET /missing HTTP/1.1\" 404 "), "{}", lines[1]);
+    assert!(
+        pattern(&lines[1]).starts_with("GET /missing HTTP/1.1\" 404 "),
+        "{}",
+        lines[1]
+    );
     assert!(pattern(&lines[2]).starts_with("BAD\" 400 "), "{}", lines[2]);
 }

@@ -58,7 +58,9 @@ fn idle_keep_alive_connections_close_after_the_timeout() {
     let root = site();
     let server = Server::start(root.path(), &["-t", "1"]);
     let mut stream = server.connect();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
     let idle = Instant::now();
@@ -83,7 +85,11 @@ fn a_head_that_never_completes_gets_408_and_does_not_hold_a_worker() {
     let reply = server.get("/style.css");
     assert_eq!(reply.status, 200);
     let bytes = read_to_close(&mut slow);
-    assert!(bytes.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        bytes.starts_with(b"HTTP/1.1 408 "),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
 }
 
 #[test]
@@ -94,12 +100,48 @@ fn keep_alive_clients_beyond_the_worker_count_are_all_served() {
     let mut streams: Vec<_> = (0..20).map(|_| server.connect()).collect();
     for round in 0..3 {
         for (i, stream) in streams.iter_mut().enumerate() {
-            stream.write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            stream
+                .write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let reply = Reply::read(&mut reader, false).unwrap();
             assert_eq!(reply.status, 200, "round {round} connection {i}");
         }
     }
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_survived_without_spinning() {
+    let root = site();
+    let server = Server::start_with_fd_limit(root.path(), &["-w", "2"], Some(64));
+    // More connections than the server has descriptors for: the rest wait in the backlog
+    // while accept(2) fails with EMFILE.
+    let mut held: Vec<_> = (0..120).map(|_| server.connect()).collect();
+    let mut answered = 0;
+    for stream in held.iter_mut().take(20) {
+        stream
+            .write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        answered += usize::from(Reply::read(&mut reader, false).unwrap().status == 200);
+    }
+    assert_eq!(answered, 20);
+    // With descriptors exhausted and connections pending, the accept loop must back off,
+    // not spin on a listener that stays readable: well under half a core over a second.
+    let before = common::cpu_ticks(server.pid());
+    let window = Instant::now();
+    let ticks_per_second = 100; // USER_HZ on Linux
+    std::thread::sleep(Duration::from_secs(1));
+    let used = common::cpu_ticks(server.pid()) - before;
+    let elapsed = window.elapsed().as_secs_f64();
+    assert!(
+        (used as f64) < 0.5 * elapsed * ticks_per_second as f64,
+        "{used} ticks of CPU in {elapsed:.2}s while out of descriptors"
+    );
+    // Once clients leave, service resumes, including for the ones that waited.
+    held.truncate(0);
+    let reply = server.get("/index.html");
+    assert_eq!(reply.status, 200);
 }
 
 #[test]
@@ -120,13 +162,22 @@ fn sigterm_lets_a_download_finish_then_exits_zero() {
     let mut all = first[..n].to_vec();
     all.append(&mut rest);
     let reply = Reply::read(&mut &all[..], false).unwrap();
-    assert_eq!(reply.body.len(), 32 * 1024 * 1024, "the download was cut short");
+    assert_eq!(
+        reply.body.len(),
+        32 * 1024 * 1024,
+        "the download was cut short"
+    );
     assert_eq!(checksum(&reply.body), checksum(&pattern(32 * 1024 * 1024)));
     let status = server.wait_exit();
     assert!(status.success(), "exit status {status:?}");
     // The access log was flushed before exit.
     let lines = server.log_lines();
-    assert!(lines.iter().any(|l| l.contains("GET /large.bin HTTP/1.1\" 200 33554432")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("GET /large.bin HTTP/1.1\" 200 33554432")),
+        "{lines:?}"
+    );
     // And the port no longer accepts.
     assert!(std::net::TcpStream::connect(server.addr).is_err());
 }
@@ -136,7 +187,8 @@ fn sigint_on_an_idle_server_exits_zero_promptly() {
     let root = site();
     let mut server = Server::start(root.path(), &[]);
     let mut idle = server.connect();
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut reader = BufReader::new(idle.try_clone().unwrap());
     Reply::read(&mut reader, false).unwrap();
     let begun = Instant::now();
@@ -169,8 +221,18 @@ fn run_cli(args: &[&str]) -> (i32, String, String) {
     let status = common::wait_bounded(&mut child, Duration::from_secs(20));
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.code().unwrap_or(-1), out, err)
 }
 
@@ -183,23 +245,41 @@ fn bad_command_lines_fail_with_one_clear_line() {
     let r = root.path().to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["-r", "/no/such/dir", "-p", "0"], "/no/such/dir"),
-        (vec!["-r", file.to_str().unwrap(), "-p", "0"], "not a directory"),
+        (
+            vec!["-r", file.to_str().unwrap(), "-p", "0"],
+            "not a directory",
+        ),
         (vec!["-r", r, "-p", &port], "cannot listen"),
-        (vec!["-r", r, "-p", "0", "-a", "not-an-address"], "invalid address"),
-        (vec!["-r", r, "-p", "0", "-a", "203.0.113.1"], "cannot listen"),
+        (
+            vec!["-r", r, "-p", "0", "-a", "not-an-address"],
+            "invalid address",
+        ),
+        (
+            vec!["-r", r, "-p", "0", "-a", "203.0.113.1"],
+            "cannot listen",
+        ),
         (vec!["-r", r, "-p", "0", "-w", "0"], "--workers"),
         (vec!["-r", r, "-p", "0", "-t", "0"], "--timeout"),
-        (vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"], "access log"),
+        (
+            vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"],
+            "access log",
+        ),
         (vec!["-r", r, "-p", "99999"], "'-p'"),
         (vec!["-r", r, "--no-such-flag"], "no-such-flag"),
     ];
     for (args, needle) in cases {
         let (code, out, err) = run_cli(&args);
         assert_ne!(code, 0, "{args:?} should fail");
-        assert!(out.is_empty() || !out.contains("listening"), "{args:?}: {out}");
+        assert!(
+            out.is_empty() || !out.contains("listening"),
+            "{args:?}: {out}"
+        );
         let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
         assert!(!lines.is_empty() && lines.len() <= 2, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err:?}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
@@ -211,7 +291,9 @@ fn a_second_signal_exits_at_once_with_failure() {
     let mut server = Server::start(root.path(), &[]);
     // A download that is not being read keeps the graceful shutdown waiting.
     let mut stream = server.connect();
-    stream.write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut first = [0u8; 1024];
     assert!(stream.read(&mut first).unwrap() > 0);
     common::signal(server.pid(), libc::SIGTERM);
@@ -234,7 +316,16 @@ fn version_and_help() {
     assert_eq!(out.trim(), format!("httpd {}", env!("CARGO_PKG_VERSION")));
     let (code, out, _) = run_cli(&["--help"]);
     assert_eq!(code, 0);
-    for flag in ["--root", "--workers", "--host", "--port", "--timeout", "--log", "--debug", "--version"] {
+    for flag in [
+        "--root",
+        "--workers",
+        "--host",
+        "--port",
+        "--timeout",
+        "--log",
+        "--debug",
+        "--version",
+    ] {
         assert!(out.contains(flag), "{flag} missing from --help: {out}");
     }
 }

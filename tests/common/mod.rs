@@ -74,7 +74,10 @@ pub fn site() -> TempDir {
     dir.write(".hidden", "secret");
     dir.write(".git/config", "[core]");
     dir.write("docs/.env", "SECRET=1");
-    dir.write(".well-known/security.txt", "Contact: mailto:security@example.test");
+    dir.write(
+        ".well-known/security.txt",
+        "Contact: mailto:security@example.test",
+    );
     dir.write("big.bin", pattern(256 * 1024));
     dir
 }
@@ -103,10 +106,30 @@ pub struct Server {
 impl Server {
     /// Starts `httpd -r ROOT -p 0 -l LOG ARGS...` and waits for its `listening on` line.
     pub fn start(root: &Path, args: &[&str]) -> Server {
+        Self::start_with_fd_limit(root, args, None)
+    }
+
+    /// As [`Server::start`], with RLIMIT_NOFILE lowered to `fd_limit` in the server only.
+    pub fn start_with_fd_limit(root: &Path, args: &[&str], fd_limit: Option<u32>) -> Server {
         let logdir = TempDir::new("log");
         let log = logdir.path().join("access.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_httpd"));
-        command.arg("-r").arg(root).args(["-p", "0"]).arg("-l").arg(&log);
+        let mut command = match fd_limit {
+            // `exec` keeps the PID, so the server is still the process we signal.
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_httpd"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_httpd")),
+        };
+        command
+            .arg("-r")
+            .arg(root)
+            .args(["-p", "0"])
+            .arg("-l")
+            .arg(&log);
         if !args.contains(&"-a") {
             command.args(["-a", "127.0.0.1"]);
         }
@@ -158,11 +181,18 @@ impl Server {
         let raw = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
         let bytes = self.exchange(raw.as_bytes());
         let mut reader = BufReader::new(&bytes[..]);
-        let reply = Reply::read(&mut reader, method == "HEAD")
-            .unwrap_or_else(|err| panic!("{method} {target}: {err}: {:?}", String::from_utf8_lossy(&bytes)));
+        let reply = Reply::read(&mut reader, method == "HEAD").unwrap_or_else(|err| {
+            panic!(
+                "{method} {target}: {err}: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).expect("rest");
-        assert!(rest.is_empty(), "{method} {target}: bytes after the reply: {rest:?}");
+        assert!(
+            rest.is_empty(),
+            "{method} {target}: bytes after the reply: {rest:?}"
+        );
         reply
     }
 
@@ -196,6 +226,15 @@ impl Drop for Server {
             wait_bounded(&mut child, Duration::from_secs(10));
         }
     }
+}
+
+/// CPU time (user + system) a process has used, from /proc, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 pub fn signal(pid: i32, sig: i32) {
@@ -300,7 +339,9 @@ impl Reply {
             reader.read_line(&mut line)?;
             head.push_str(&line);
             if !line.ends_with("\r\n") {
-                return Err(io::Error::other(format!("header line without CRLF: {line:?}")));
+                return Err(io::Error::other(format!(
+                    "header line without CRLF: {line:?}"
+                )));
             }
             let line = line.trim_end();
             if line.is_empty() {
