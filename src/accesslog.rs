@@ -119,15 +119,26 @@ pub fn format_line(entry: &Entry<'_>) -> String {
     line
 }
 
+/// The most of one client-supplied field (request line, referer, user agent) that is logged;
+/// the rest is replaced by `...`, so a 16 KiB header cannot make a 16 KiB log line.
+pub const MAX_FIELD: usize = 2048;
+
 /// Printable ASCII stays; quotes, backslashes, control and non-ASCII bytes become `\xHH`, so
 /// a client can neither forge a line nor a field.
 fn escape_into(bytes: &[u8], out: &mut String) {
+    let (bytes, cut) = match bytes.get(..MAX_FIELD) {
+        Some(head) if bytes.len() > MAX_FIELD => (head, true),
+        _ => (bytes, false),
+    };
     for &b in bytes {
         if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
             out.push(b as char);
         } else {
             out.push_str(&format!("\\x{b:02X}"));
         }
+    }
+    if cut {
+        out.push_str("...");
     }
 }
 
@@ -157,6 +168,13 @@ mod tests {
             ..entry
         };
         assert!(format_line(&entry).contains("\"\" 304 - "));
+        let long = vec![b'a'; MAX_FIELD * 4];
+        let line = format_line(&Entry {
+            request_line: &long,
+            ..entry
+        });
+        assert!(line.len() < MAX_FIELD + 200, "{}", line.len());
+        assert!(line.contains("aaa...\" 304"));
     }
 
     #[test]

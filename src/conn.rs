@@ -153,7 +153,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         // RFC 9110 §15.5.9: the head was too slow; say so and close.
         let line = request::request_line(input).to_vec();
         reply_error(&conn, ctx, output, clock, HttpError::RequestTimeout, &line);
-        return Next::Close;
+        return linger(conn);
     }
 
     let mut served = 0;
@@ -166,14 +166,21 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 match after {
                     After::Close => return Next::Close,
                     After::Linger => return linger(conn),
-                    After::KeepAlive if input.is_empty() => {}
                     After::KeepAlive => {
+                        // Every request counts, buffered or freshly read, so a client that
+                        // keeps sending cannot keep the worker from everyone else.
                         served += 1;
                         if served >= TURN {
                             conn.pending.extend_from_slice(input);
-                            return Next::Yield(conn);
+                            return if input.is_empty() {
+                                Next::Park(conn)
+                            } else {
+                                Next::Yield(conn)
+                            };
                         }
-                        continue;
+                        if !input.is_empty() {
+                            continue;
+                        }
                     }
                 }
             }
@@ -269,15 +276,15 @@ fn answer(
         request.target,
         request.minor_version
     );
-    ctx.log.record(&Entry {
-        client: conn.peer.ip(),
-        time: &clf_time(clock.now()),
-        request_line: line.as_bytes(),
+    record(
+        conn,
+        ctx,
+        clock,
+        line.as_bytes(),
         status,
-        bytes: sent_bytes(&result),
-        referer: request.referer.as_deref(),
-        user_agent: request.user_agent.as_deref(),
-    });
+        &result,
+        Some(request),
+    );
     let after = match result {
         Err(err) => {
             log_write_error(conn.peer, &err.error);
@@ -344,18 +351,34 @@ fn reply_error(
     let response = err.response();
     let status = response.status;
     let result = send(&conn.stream, response, false, false, output, clock.now());
+    record(conn, ctx, clock, line, status, &result, None);
+    if let Err(err) = result {
+        log_write_error(conn.peer, &err.error);
+    }
+}
+
+/// The access-log line for one reply.
+fn record(
+    conn: &Conn,
+    ctx: &Context,
+    clock: &mut Clock,
+    line: &[u8],
+    status: u16,
+    result: &Result<u64, SendError>,
+    request: Option<&Request>,
+) {
     ctx.log.record(&Entry {
         client: conn.peer.ip(),
         time: &clf_time(clock.now()),
         request_line: line,
         status,
-        bytes: sent_bytes(&result),
-        referer: None,
-        user_agent: None,
+        bytes: match result {
+            Ok(sent) => *sent,
+            Err(err) => err.sent,
+        },
+        referer: request.and_then(|r| r.referer.as_deref()),
+        user_agent: request.and_then(|r| r.user_agent.as_deref()),
     });
-    if let Err(err) = result {
-        log_write_error(conn.peer, &err.error);
-    }
 }
 
 /// A failed send, with how many body bytes went out before it failed.
@@ -367,13 +390,6 @@ struct SendError {
 impl From<io::Error> for SendError {
     fn from(error: io::Error) -> Self {
         SendError { error, sent: 0 }
-    }
-}
-
-fn sent_bytes(result: &Result<u64, SendError>) -> u64 {
-    match result {
-        Ok(sent) => *sent,
-        Err(err) => err.sent,
     }
 }
 
