@@ -308,33 +308,20 @@ fn linger(conn: Conn) -> Next {
 /// Reads and discards whatever the client still sends after a lingering close. Returns
 /// `true` once there is nothing more to wait for (end of stream, an error, or the limit).
 pub fn drain(conn: &mut Conn) -> bool {
-    let mut sink = [0u8; 4096];
+    // A rare path (only after error replies), so a fresh buffer per call is fine.
+    let mut sink = Vec::new();
     loop {
-        // SAFETY: `sink` is valid for writes of its length.
-        let n = unsafe {
-            libc::recv(
-                conn.stream.as_raw_fd(),
-                sink.as_mut_ptr().cast(),
-                sink.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        match n {
-            0 => return true,
-            n if n > 0 => {
-                conn.drained += n as usize;
+        sink.clear();
+        match recv_nonblocking(&conn.stream, &mut sink) {
+            Ok(0) => return true,
+            Ok(n) => {
+                conn.drained += n;
                 if conn.drained >= DRAIN_LIMIT {
                     return true;
                 }
             }
-            _ => {
-                let err = io::Error::last_os_error();
-                return match err.kind() {
-                    io::ErrorKind::WouldBlock => false,
-                    io::ErrorKind::Interrupted => continue,
-                    _ => true,
-                };
-            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return err.kind() != io::ErrorKind::WouldBlock,
         }
     }
 }

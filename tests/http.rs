@@ -421,6 +421,10 @@ fn malformed_requests_get_an_error_and_a_close() {
             b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".to_vec(),
             400,
         ),
+        (
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n".to_vec(),
+            501,
+        ),
     ];
     for (mut raw, status) in table {
         // A valid request right behind it must not be answered: after a malformed request
