@@ -329,3 +329,35 @@ fn version_and_help() {
         assert!(out.contains(flag), "{flag} missing from --help: {out}");
     }
 }
+
+#[test]
+fn the_sample_site_serves_everything_its_front_page_links_to() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docroot");
+    let server = Server::start(&root, &[]);
+    let front = server.get("/");
+    assert_eq!(front.status, 200);
+    let html = front.text();
+    let mut links: Vec<String> = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        for piece in html.split(attr).skip(1) {
+            links.push(piece.split('"').next().unwrap().to_string());
+        }
+    }
+    assert!(links.len() >= 6, "{links:?}");
+    for link in &links {
+        let reply = server.get(link);
+        let expected = if link == "/nope.html" { 404 } else { 200 };
+        assert_eq!(reply.status, expected, "{link}");
+    }
+    assert_eq!(server.get("/docs").status, 301);
+    let payload = server.get("/payload.bin");
+    assert!(
+        (90_000..=110_000).contains(&payload.body.len()),
+        "{}",
+        payload.body.len()
+    );
+    assert_eq!(
+        payload.header("Content-Type"),
+        Some("application/octet-stream")
+    );
+}
