@@ -60,7 +60,7 @@ fn decode_path(c: &mut Criterion) {
 
 fn encode_head(c: &mut Criterion) {
     let mut response = Response::new(200, Body::Static(&[b'x'; 1024]));
-    response.content_type = Some("text/html");
+    response.content_type = Some("text/html".into());
     response.last_modified =
         Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_732_000_000));
     response.etag = Some("\"18ea4edbe9b81a7c-400\"".into());

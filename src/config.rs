@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::ErrorPages;
+
 /// How long a client that stops reading may hold a worker (SO_SNDTIMEO).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long in-flight replies may take to finish after SIGTERM/SIGINT.
@@ -22,6 +24,14 @@ pub struct Config {
     pub timeout: Duration,
     /// Access log file; `None` logs to stderr.
     pub access_log: Option<PathBuf>,
+    /// List directories without an index (`--list`).
+    pub list: bool,
+    /// The health-check path (`--health`).
+    pub health: Option<String>,
+    /// The `Cache-Control` value for file responses (`--cache-control`).
+    pub cache_control: Option<String>,
+    /// Custom error pages, already read.
+    pub pages: ErrorPages,
 }
 
 /// A setting that cannot work, worded for the person who typed it.
@@ -76,7 +86,47 @@ impl Config {
             addr: SocketAddr::new(ip, port),
             timeout: Duration::from_secs(timeout_secs),
             access_log,
+            list: false,
+            health: None,
+            cache_control: None,
+            pages: ErrorPages::default(),
         })
+    }
+
+    /// `--health PATH`: an absolute URL path, answered without touching the disk.
+    pub fn with_health(mut self, path: Option<String>) -> Result<Config, ConfigError> {
+        if let Some(path) = &path {
+            if !path.starts_with('/')
+                || !path.bytes().all(|b| b.is_ascii_graphic())
+                || path.contains('?')
+            {
+                return Err(ConfigError(format!(
+                    "--health '{path}': expected a URL path such as /healthz"
+                )));
+            }
+        }
+        self.health = path;
+        Ok(self)
+    }
+
+    /// `--cache-control VALUE`: sent verbatim, so it must be a plain header value.
+    pub fn with_cache_control(mut self, value: Option<String>) -> Result<Config, ConfigError> {
+        if let Some(value) = &value {
+            if value.trim().is_empty() || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+            {
+                return Err(ConfigError(format!(
+                    "--cache-control '{value}': expected a header value such as 'public, max-age=3600'"
+                )));
+            }
+        }
+        self.cache_control = value;
+        Ok(self)
+    }
+
+    /// `--error-pages DIR` (or, without it, `404.html`/`50x.html` at the root), read now.
+    pub fn with_error_pages(mut self, dir: Option<&Path>) -> Result<Config, ConfigError> {
+        self.pages = ErrorPages::load(dir, &self.root).map_err(ConfigError)?;
+        Ok(self)
     }
 }
 
@@ -105,5 +155,22 @@ mod tests {
         for result in errors {
             assert!(result.is_err(), "{result:?}");
         }
+        let base = || Config::new(Path::new("."), 1, "::1", 0, 1, None).unwrap();
+        assert!(base().with_health(Some("/healthz".into())).is_ok());
+        for bad in ["healthz", "/a b", "/x?y", "/\n"] {
+            assert!(base().with_health(Some(bad.into())).is_err(), "{bad}");
+        }
+        assert!(base()
+            .with_cache_control(Some("public, max-age=60".into()))
+            .is_ok());
+        for bad in ["", "a\r\nSet-Cookie: x=1", "caf\u{e9}"] {
+            assert!(
+                base().with_cache_control(Some(bad.into())).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(base()
+            .with_error_pages(Some(Path::new("/no/such/dir")))
+            .is_err());
     }
 }

@@ -8,14 +8,13 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::accesslog::{AccessLog, Entry};
 use crate::error::HttpError;
-use crate::handler;
+use crate::handler::{self, Site};
 use crate::request::{self, Framing, Method, Parsed, Request};
 use crate::response::{clf_time, Body, Clock, Response};
 
@@ -127,7 +126,7 @@ pub enum Next {
 
 /// What every connection turn may use.
 pub struct Context {
-    pub root: PathBuf,
+    pub site: Site,
     pub log: AccessLog,
     /// Set on shutdown: finish the reply in hand, then close.
     pub stopping: Arc<AtomicBool>,
@@ -245,7 +244,7 @@ fn answer(
         },
         Framing::Chunked => body_unread = true,
     }
-    let (response, mut keep_alive) = match handler::respond(request, &ctx.root) {
+    let (response, mut keep_alive) = match handler::respond(request, &ctx.site) {
         Ok(response) => (response, request.keep_alive),
         Err(err) => {
             log::debug!(
@@ -255,7 +254,7 @@ fn answer(
                 request.target
             );
             (
-                err.response(),
+                ctx.site.pages.render(err),
                 request.keep_alive && !err.closes_connection(),
             )
         }
@@ -336,7 +335,7 @@ fn reply_error(
     line: &[u8],
 ) {
     log::debug!("{}: {err:?}", conn.peer);
-    let response = err.response();
+    let response = ctx.site.pages.render(err);
     let status = response.status;
     let result = send(&conn.stream, response, false, false, output, clock.now());
     record(conn, ctx, clock, line, status, &result, None);
@@ -422,7 +421,44 @@ fn send(
             stream.write_all(output)?;
             send_file(stream, &file, offset, len)
         }
+        Body::Multipart {
+            file,
+            parts,
+            closing,
+        } => {
+            // Corked, so the small part heads share packets with the data around them.
+            let socket = socket2::SockRef::from(stream);
+            let _ = socket.set_cork(true);
+            let result = send_parts(stream, output, &file, &parts, &closing);
+            let _ = socket.set_cork(false);
+            result
+        }
     }
+}
+
+/// The head, then each part's head and window of `file`, then the closing boundary.
+fn send_parts(
+    mut stream: &TcpStream,
+    head: &[u8],
+    file: &File,
+    parts: &[crate::response::Part],
+    closing: &[u8],
+) -> Result<u64, SendError> {
+    stream.write_all(head)?;
+    let mut sent = 0;
+    for part in parts {
+        let with_sent = |error| SendError { error, sent };
+        stream.write_all(&part.head).map_err(with_sent)?;
+        sent += part.head.len() as u64;
+        sent += send_file(stream, file, part.offset, part.len).map_err(|err| SendError {
+            error: err.error,
+            sent: sent + err.sent,
+        })?;
+    }
+    stream
+        .write_all(closing)
+        .map_err(|error| SendError { error, sent })?;
+    Ok(sent + closing.len() as u64)
 }
 
 /// The most one sendfile(2) call moves (the kernel's own cap, just under 2 GiB).

@@ -1,7 +1,10 @@
 //! One error type for every request that ends in an error status, the one `match` that maps
-//! it to a status, and the one function that renders every error reply. May use: response.
+//! it to a status, and the one function that renders every error reply (with the site's
+//! own pages, loaded once at start-up). May use: response.
 
+use std::fs;
 use std::io;
+use std::path::Path;
 
 use crate::response::{Body, Response};
 
@@ -17,8 +20,15 @@ pub enum HttpError {
     NotFound,
     /// Anything but GET and HEAD.
     MethodNotAllowed,
+    /// No representation the client accepts (e.g. `Accept-Encoding: identity;q=0` and no
+    /// precompressed variant).
+    NotAcceptable,
     /// The request head did not arrive in time.
     RequestTimeout,
+    /// If-Match or If-Unmodified-Since failed (RFC 9110 §13.1).
+    PreconditionFailed,
+    /// A Range with nothing satisfiable (the reply needs `Content-Range: bytes */LEN`).
+    RangeNotSatisfiable,
     /// The request target is longer than [`crate::request::MAX_TARGET`].
     UriTooLong,
     /// The head is longer than [`crate::request::MAX_HEAD`] or has too many fields.
@@ -41,8 +51,11 @@ impl HttpError {
             HttpError::Forbidden => 403,
             HttpError::NotFound => 404,
             HttpError::MethodNotAllowed => 405,
+            HttpError::NotAcceptable => 406,
             HttpError::RequestTimeout => 408,
+            HttpError::PreconditionFailed => 412,
             HttpError::UriTooLong => 414,
+            HttpError::RangeNotSatisfiable => 416,
             HttpError::HeaderTooLarge => 431,
             HttpError::Internal => 500,
             HttpError::NotImplemented => 501,
@@ -57,22 +70,25 @@ impl HttpError {
     pub fn closes_connection(self) -> bool {
         !matches!(
             self,
-            HttpError::Forbidden | HttpError::NotFound | HttpError::MethodNotAllowed
+            HttpError::Forbidden
+                | HttpError::NotFound
+                | HttpError::MethodNotAllowed
+                | HttpError::NotAcceptable
+                | HttpError::PreconditionFailed
+                | HttpError::RangeNotSatisfiable
         )
     }
 
-    /// The reply for this error: a small fixed HTML page that never echoes the request.
+    /// The reply for this error with the built-in page: a small fixed HTML page that never
+    /// echoes the request.
     pub fn response(self) -> Response {
-        let mut response = Response::new(self.status(), Body::Static(self.page()));
-        response.content_type = Some("text/html");
-        if self == HttpError::MethodNotAllowed {
-            response.allow = Some("GET, HEAD");
-        }
-        if self == HttpError::Unavailable {
-            response.extra.push(("Retry-After", "1".to_string()));
-        }
-        response
+        ErrorPages::default().render(self)
     }
+
+    /// Every status this type can produce.
+    pub const STATUSES: [u16; 14] = [
+        400, 403, 404, 405, 406, 408, 412, 414, 416, 431, 500, 501, 503, 505,
+    ];
 
     fn page(self) -> &'static [u8] {
         macro_rules! page {
@@ -96,13 +112,105 @@ impl HttpError {
             HttpError::Forbidden => page!("403", "Forbidden"),
             HttpError::NotFound => page!("404", "Not Found"),
             HttpError::MethodNotAllowed => page!("405", "Method Not Allowed"),
+            HttpError::NotAcceptable => page!("406", "Not Acceptable"),
             HttpError::RequestTimeout => page!("408", "Request Timeout"),
+            HttpError::PreconditionFailed => page!("412", "Precondition Failed"),
             HttpError::UriTooLong => page!("414", "URI Too Long"),
+            HttpError::RangeNotSatisfiable => page!("416", "Range Not Satisfiable"),
             HttpError::HeaderTooLarge => page!("431", "Request Header Fields Too Large"),
             HttpError::Internal => page!("500", "Internal Server Error"),
             HttpError::NotImplemented => page!("501", "Not Implemented"),
             HttpError::Unavailable => page!("503", "Service Unavailable"),
             HttpError::VersionNotSupported => page!("505", "HTTP Version Not Supported"),
+        }
+    }
+}
+
+/// The most an error page may weigh; it is held in memory for the life of the process.
+const MAX_PAGE: u64 = 1024 * 1024;
+
+/// The site's own error pages, read once at start-up (nginx's `error_page`), used in place of
+/// the built-in ones. Never read per request.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorPages {
+    /// (status, page) for each status with its own `NNN.html`.
+    pages: Vec<(u16, &'static [u8])>,
+    /// `50x.html`: any 5xx without its own page.
+    server_error: Option<&'static [u8]>,
+}
+
+impl ErrorPages {
+    /// Loads `NNN.html` for every status we send, and `50x.html`, from `dir`; without a dir,
+    /// `404.html` and `50x.html` from the document root, if they are there.
+    pub fn load(dir: Option<&Path>, root: &Path) -> Result<ErrorPages, String> {
+        let (dir, statuses): (&Path, &[u16]) = match dir {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "--error-pages '{}' is not a directory",
+                        dir.display()
+                    ));
+                }
+                (dir, &HttpError::STATUSES)
+            }
+            None => (root, &[404]),
+        };
+        let mut pages = ErrorPages::default();
+        for &status in statuses {
+            if let Some(page) = read_page(&dir.join(format!("{status}.html")))? {
+                pages.pages.push((status, page));
+            }
+        }
+        pages.server_error = read_page(&dir.join("50x.html"))?;
+        Ok(pages)
+    }
+
+    /// How many custom pages are loaded.
+    pub fn len(&self) -> usize {
+        self.pages.len() + usize::from(self.server_error.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The reply for `err`: the site's page for its status if there is one, else ours. The one
+    /// place an error becomes a response.
+    pub fn render(&self, err: HttpError) -> Response {
+        let status = err.status();
+        let custom = self
+            .pages
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, page)| *page)
+            .or(self.server_error.filter(|_| status >= 500));
+        let mut response =
+            Response::new(status, Body::Static(custom.unwrap_or_else(|| err.page())));
+        response.content_type = Some("text/html".into());
+        if err == HttpError::MethodNotAllowed {
+            response.allow = Some("GET, HEAD");
+        }
+        if err == HttpError::Unavailable {
+            response.extra.push(("Retry-After", "1".to_string()));
+        }
+        response
+    }
+}
+
+/// Reads one page if it exists; a page that exists but cannot be read is a start-up error.
+fn read_page(path: &Path) -> Result<Option<&'static [u8]>, String> {
+    match fs::metadata(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(format!("error page '{}': {err}", path.display())),
+        Ok(meta) if !meta.is_file() || meta.len() > MAX_PAGE => Err(format!(
+            "error page '{}' must be a regular file of at most 1 MiB",
+            path.display()
+        )),
+        Ok(_) => {
+            let bytes =
+                fs::read(path).map_err(|err| format!("error page '{}': {err}", path.display()))?;
+            // Loaded once and kept for the life of the process.
+            Ok(Some(Box::leak(bytes.into_boxed_slice())))
         }
     }
 }
@@ -141,8 +249,11 @@ mod tests {
             (HttpError::Forbidden, 403, false),
             (HttpError::NotFound, 404, false),
             (HttpError::MethodNotAllowed, 405, false),
+            (HttpError::NotAcceptable, 406, false),
             (HttpError::RequestTimeout, 408, true),
+            (HttpError::PreconditionFailed, 412, false),
             (HttpError::UriTooLong, 414, true),
+            (HttpError::RangeNotSatisfiable, 416, false),
             (HttpError::HeaderTooLarge, 431, true),
             (HttpError::Internal, 500, true),
             (HttpError::NotImplemented, 501, true),
@@ -154,7 +265,8 @@ mod tests {
             assert_eq!(err.closes_connection(), closes, "{err:?}");
             let response = err.response();
             assert_eq!(response.status, status);
-            assert_eq!(response.content_type, Some("text/html"));
+            assert_eq!(response.content_type.as_deref(), Some("text/html"));
+            assert!(HttpError::STATUSES.contains(&status), "{status}");
             let Body::Static(page) = response.body else {
                 panic!("error pages are static")
             };
@@ -166,6 +278,33 @@ mod tests {
             Some("GET, HEAD")
         );
         assert_eq!(HttpError::NotFound.response().allow, None);
+    }
+
+    #[test]
+    fn custom_pages_replace_the_built_in_ones() {
+        let dir = std::env::temp_dir().join(format!("httpd-pages-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("404.html"), "my 404").unwrap();
+        fs::write(dir.join("50x.html"), "my 50x").unwrap();
+        fs::write(dir.join("403.html"), "my 403").unwrap();
+        let body = |pages: &ErrorPages, err: HttpError| match pages.render(err).body {
+            Body::Static(page) => String::from_utf8_lossy(page).into_owned(),
+            other => panic!("{other:?}"),
+        };
+        let from_dir = ErrorPages::load(Some(&dir), Path::new("/nonexistent")).unwrap();
+        assert_eq!(from_dir.len(), 3);
+        assert_eq!(body(&from_dir, HttpError::NotFound), "my 404");
+        assert_eq!(body(&from_dir, HttpError::Forbidden), "my 403");
+        assert_eq!(body(&from_dir, HttpError::Internal), "my 50x");
+        assert_eq!(body(&from_dir, HttpError::Unavailable), "my 50x");
+        assert_eq!(from_dir.render(HttpError::Internal).status, 500);
+        assert!(body(&from_dir, HttpError::BadRequest("x")).contains("400 Bad Request"));
+        // At the root only 404.html and 50x.html count.
+        let from_root = ErrorPages::load(None, &dir).unwrap();
+        assert_eq!(from_root.len(), 2);
+        assert!(body(&from_root, HttpError::Forbidden).contains("403 Forbidden"));
+        assert!(ErrorPages::load(Some(&dir.join("404.html")), &dir).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

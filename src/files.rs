@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
 use crate::error::HttpError;
+use crate::listing::Entry;
+use crate::negotiate::Coding;
 
 /// The file served for a directory URL ending in `/`.
 pub const INDEX: &str = "index.html";
@@ -33,15 +35,22 @@ pub struct SafePath {
     pub trailing_slash: bool,
 }
 
+/// The most entries a directory listing shows.
+pub const MAX_LISTING: usize = 10_000;
+
 /// What a safe path leads to.
 #[derive(Debug)]
 pub enum Resolved {
-    /// A regular file, open, with its metadata and the name its type is guessed from.
+    /// A regular file, open, with its metadata, its type (from the requested name) and its
+    /// real path (where precompressed variants are looked for).
     File {
         file: File,
         meta: Metadata,
         content_type: &'static str,
+        real: PathBuf,
     },
+    /// A directory (asked for with its slash) that has no index file.
+    Directory(PathBuf),
     /// A directory asked for without its slash: the `Location` to send with a 301.
     Redirect(String),
 }
@@ -148,6 +157,11 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
+/// Percent-encodes one decoded path segment for use in a URL.
+pub fn encode_segment(segment: &[u8]) -> String {
+    percent_encode(segment, SEGMENT).to_string()
+}
+
 /// Rebuilds a URL path from decoded segments, so a redirect never repeats raw client bytes
 /// (and `//evil.example` can never become a protocol-relative `Location`).
 pub fn encode_path(segments: &[Vec<u8>], trailing_slash: bool) -> String {
@@ -183,12 +197,11 @@ pub fn resolve(root: &Path, path: &SafePath, query: Option<&str>) -> Result<Reso
         }
         let index = real.join(INDEX);
         if index.symlink_metadata().is_err() {
-            // A directory without an index may not be listed.
-            return Err(HttpError::Forbidden);
+            return Ok(Resolved::Directory(real));
         }
         // An index that exists but leads out of the root is refused like any other path.
-        let (file, meta, _) = open_under(root, &index)?;
-        return regular(file, meta, INDEX.as_ref());
+        let (file, meta, index_real) = open_under(root, &index)?;
+        return regular(file, meta, INDEX.as_ref(), index_real);
     }
     if path.trailing_slash {
         // `/file.html/` names a directory that isn't one.
@@ -198,7 +211,82 @@ pub fn resolve(root: &Path, path: &SafePath, query: Option<&str>) -> Result<Reso
         .segments
         .last()
         .map_or(OsStr::new(""), |s| OsStr::from_bytes(s));
-    regular(file, meta, name.as_ref())
+    regular(file, meta, name.as_ref(), real)
+}
+
+/// The precompressed variants that sit beside `real` (`real.br`, `real.gz`). Only regular
+/// files count, not symlinks, so a variant is always in the same directory as the file
+/// and can never lead out of the root. Two `lstat`s, no opens.
+pub fn variants(real: &Path) -> Vec<Coding> {
+    [Coding::Br, Coding::Gzip]
+        .into_iter()
+        .filter(|coding| {
+            variant_path(real, *coding)
+                .symlink_metadata()
+                .is_ok_and(|meta| meta.is_file())
+        })
+        .collect()
+}
+
+/// Opens the `coding` variant of `real` found by [`variants`].
+pub fn open_variant(real: &Path, coding: Coding) -> Result<(File, Metadata), HttpError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(variant_path(real, coding))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(HttpError::Forbidden);
+    }
+    Ok((file, meta))
+}
+
+fn variant_path(real: &Path, coding: Coding) -> PathBuf {
+    let mut name = real.as_os_str().to_owned();
+    name.push(coding.suffix());
+    PathBuf::from(name)
+}
+
+/// The visible entries of directory `real` for a listing: no dotfiles, only directories and
+/// regular files, symlinks only when they stay under `root`. Reads metadata, never contents.
+/// Returns at most [`MAX_LISTING`] entries and whether more were left out.
+pub fn read_dir(root: &Path, real: &Path) -> Result<(Vec<Entry>, bool), HttpError> {
+    let mut entries = Vec::new();
+    let mut truncated = false;
+    for item in std::fs::read_dir(real)? {
+        let Ok(item) = item else { continue };
+        let name = item.file_name().as_bytes().to_vec();
+        if name.starts_with(b".") {
+            continue;
+        }
+        let Ok(kind) = item.file_type() else { continue };
+        let path = item.path();
+        if kind.is_symlink()
+            && !path
+                .canonicalize()
+                .is_ok_and(|target| target.starts_with(root))
+        {
+            continue;
+        }
+        // Follows an inside symlink to describe what it points to.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() && !meta.is_file() {
+            continue;
+        }
+        if entries.len() == MAX_LISTING {
+            truncated = true;
+            break;
+        }
+        entries.push(Entry {
+            name,
+            is_dir: meta.is_dir(),
+            size: if meta.is_dir() { 0 } else { meta.len() },
+            modified: meta.modified().ok(),
+        });
+    }
+    Ok((entries, truncated))
 }
 
 /// Canonicalises `full`, refuses it unless it lies under `root`, then opens it. O_NONBLOCK
@@ -217,7 +305,7 @@ fn open_under(root: &Path, full: &Path) -> Result<(File, Metadata, PathBuf), Htt
     Ok((file, meta, real))
 }
 
-fn regular(file: File, meta: Metadata, name: &Path) -> Result<Resolved, HttpError> {
+fn regular(file: File, meta: Metadata, name: &Path, real: PathBuf) -> Result<Resolved, HttpError> {
     if !meta.is_file() {
         return Err(HttpError::Forbidden);
     }
@@ -225,6 +313,7 @@ fn regular(file: File, meta: Metadata, name: &Path) -> Result<Resolved, HttpErro
         file,
         meta,
         content_type: content_type(name),
+        real,
     })
 }
 

@@ -1,31 +1,70 @@
-//! One parsed request → one `Response`, in the order the checks must happen: method, target,
-//! path safety, resolution, file headers. No sockets. May use: request, files, response, error.
+//! One parsed request → one `Response`, in the order RFC 9110 wants the checks: method,
+//! health check, target, path safety, resolution, content negotiation, preconditions,
+//! range, reply headers. No sockets. May use: request, files, negotiate, conditional, range,
+//! listing, response, error.
 
+use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
-use std::path::Path;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
-use crate::error::HttpError;
-use crate::files::{self, Resolved};
+use crate::conditional::{self, Outcome, Validators};
+use crate::error::{ErrorPages, HttpError};
+use crate::files::{self, Resolved, SafePath};
+use crate::listing;
+use crate::negotiate::{self, Coding};
+use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
-use crate::response::{Body, Response};
+use crate::response::{Body, Part, Response};
 
-/// The reply to `request` for the site under `root` (canonical).
-pub fn respond(request: &Request, root: &Path) -> Result<Response, HttpError> {
+/// What the handler needs to know about the site, fixed at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// The document root, canonical.
+    pub root: PathBuf,
+    /// `--list`: list directories that have no index file (else 403).
+    pub list: bool,
+    /// `--health PATH`: answered with 200 `ok` without touching the disk.
+    pub health: Option<String>,
+    /// `--cache-control VALUE`: sent on 200, 206 and 304 file responses.
+    pub cache_control: Option<String>,
+    pub pages: ErrorPages,
+}
+
+/// The reply to `request`.
+pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     // RFC 9110 §9.1: GET and HEAD are the methods a static server implements.
     if !matches!(request.method, Method::Get | Method::Head) {
         return Err(HttpError::MethodNotAllowed);
     }
     let target = files::split_target(&request.target)?;
+    if site.health.as_deref() == Some(target.path) {
+        return Ok(health());
+    }
     let path = files::decode_path(target.path)?;
-    match files::resolve(root, &path, target.query)? {
+    match files::resolve(&site.root, &path, target.query)? {
         Resolved::Redirect(location) => Ok(redirect(location)),
+        Resolved::Directory(real) if site.list => {
+            listing(request, site, &path, &real, target.query)
+        }
+        Resolved::Directory(_) => Err(HttpError::Forbidden),
         Resolved::File {
             file,
             meta,
             content_type,
-        } => Ok(file_response(file, &meta, content_type)),
+            real,
+        } => file_reply(request, site, file, meta, content_type, &real),
     }
+}
+
+fn health() -> Response {
+    let mut response = Response::new(200, Body::Static(b"ok"));
+    response.content_type = Some("text/plain".into());
+    response.extra.push(("Cache-Control", "no-store".into()));
+    response
 }
 
 fn redirect(location: String) -> Response {
@@ -35,36 +74,225 @@ fn redirect(location: String) -> Response {
         301,
         Body::Static(b"<!DOCTYPE html>\n<html><head><title>301 Moved Permanently</title></head>\n<body><h1>301 Moved Permanently</h1><hr>httpd</body></html>\n"),
     );
-    response.content_type = Some("text/html");
+    response.content_type = Some("text/html".into());
     response.location = Some(location);
     response
 }
 
-fn file_response(file: File, meta: &Metadata, content_type: &'static str) -> Response {
+/// A file, after negotiation (RFC 9110 §12.5.3), preconditions (§13.2.2) and ranges (§14).
+fn file_reply(
+    request: &Request,
+    site: &Site,
+    file: File,
+    meta: Metadata,
+    content_type: &'static str,
+    real: &Path,
+) -> Result<Response, HttpError> {
+    let available = files::variants(real);
+    // Every reply for a resource that has variants says the choice depended on the field.
+    let vary = |mut response: Response| {
+        if !available.is_empty() {
+            response.extra.push(("Vary", "Accept-Encoding".into()));
+        }
+        response
+    };
+    let fields = &request.fields;
+    let Some(coding) = negotiate::choose(fields.accept_encoding.as_deref(), &available) else {
+        return Ok(vary(site.pages.render(HttpError::NotAcceptable)));
+    };
+    let (file, meta) = match coding {
+        Coding::Identity => (file, meta),
+        coding => files::open_variant(real, coding)?,
+    };
+    let etag = etag(&meta, coding);
+    let validators = Validators {
+        etag: &etag,
+        last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
+    };
     let len = meta.len();
-    let modified = meta.modified().ok();
-    let mut response = Response::new(
-        200,
-        Body::File {
-            file,
-            offset: 0,
-            len,
-        },
-    );
-    response.content_type = Some(content_type);
-    response.last_modified = modified;
-    response.etag = Some(etag(meta));
-    response.accept_ranges = true;
-    response
+
+    let mut response = match conditional::evaluate(fields, true, &validators) {
+        Outcome::Failed => return Ok(vary(site.pages.render(HttpError::PreconditionFailed))),
+        Outcome::NotModified => Response::new(304, Body::Empty),
+        Outcome::Proceed => {
+            let ranges = match (&fields.range, &fields.if_range) {
+                (None, _) => Ranges::Full,
+                // RFC 9110 §13.1.5: a stale If-Range turns the range request into a full one.
+                (Some(_), Some(if_range))
+                    if !conditional::if_range_matches(if_range, &validators) =>
+                {
+                    Ranges::Full
+                }
+                (Some(field), _) => range::resolve(field, len),
+            };
+            match ranges {
+                Ranges::Full => {
+                    let mut response = Response::new(
+                        200,
+                        Body::File {
+                            file,
+                            offset: 0,
+                            len,
+                        },
+                    );
+                    response.content_type = Some(content_type.into());
+                    response
+                }
+                Ranges::Partial(ranges) if ranges.len() == 1 => {
+                    let range = ranges[0];
+                    let mut response = Response::new(
+                        206,
+                        Body::File {
+                            file,
+                            offset: range.start,
+                            len: range.len,
+                        },
+                    );
+                    response.content_type = Some(content_type.into());
+                    response
+                        .extra
+                        .push(("Content-Range", range.content_range(len)));
+                    response
+                }
+                Ranges::Partial(ranges) => {
+                    let (body, multipart_type) = multipart(file, &ranges, content_type, len);
+                    let mut response = Response::new(206, body);
+                    response.content_type = Some(multipart_type.into());
+                    response
+                }
+                Ranges::Unsatisfiable => {
+                    let mut response = site.pages.render(HttpError::RangeNotSatisfiable);
+                    response
+                        .extra
+                        .push(("Content-Range", format!("bytes */{len}")));
+                    response.accept_ranges = true;
+                    return Ok(vary(response));
+                }
+            }
+        }
+    };
+    // 200, 206 and 304 carry the validators and the caching policy (RFC 9110 §15.4.5).
+    response.last_modified = Some(validators.last_modified);
+    response.etag = Some(etag.clone());
+    response.accept_ranges = response.status != 304;
+    if let Some(name) = coding.name() {
+        response.extra.push(("Content-Encoding", name.into()));
+    }
+    if let Some(cache_control) = &site.cache_control {
+        response
+            .extra
+            .push(("Cache-Control", cache_control.clone()));
+    }
+    Ok(vary(response))
 }
 
-/// A strong validator from size and modification time (to the nanosecond): stable across
-/// restarts for an unchanged file, different when either changes.
-pub fn etag(meta: &Metadata) -> String {
+/// A `multipart/byteranges` body (RFC 9110 §14.6) over `ranges` of `file`, and its type.
+fn multipart(
+    file: File,
+    ranges: &[ByteRange],
+    content_type: &str,
+    complete: u64,
+) -> (Body, String) {
+    let boundary = boundary();
+    let parts = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, range)| {
+            let mut head = Vec::with_capacity(128);
+            if i > 0 {
+                head.extend_from_slice(b"\r\n");
+            }
+            let _ = write!(
+                head,
+                "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
+                range.content_range(complete)
+            );
+            Part {
+                head,
+                offset: range.start,
+                len: range.len,
+            }
+        })
+        .collect();
+    let closing = format!("\r\n--{boundary}--\r\n").into_bytes();
+    (
+        Body::Multipart {
+            file,
+            parts,
+            closing,
+        },
+        format!("multipart/byteranges; boundary={boundary}"),
+    )
+}
+
+/// A boundary nobody can predict (so no file can be crafted to contain it): 128 bits from
+/// std's randomly keyed SipHash over a counter and the time.
+fn boundary() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut first = RandomState::new().build_hasher();
+    first.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    first.write_u128(nanos);
+    let a = first.finish();
+    let mut second = RandomState::new().build_hasher();
+    second.write_u64(a);
+    format!("{a:016x}{:016x}", second.finish())
+}
+
+/// A directory without an index, listed (`--list`): HTML, or JSON for `?format=json` or
+/// `Accept: application/json`.
+fn listing(
+    request: &Request,
+    site: &Site,
+    path: &SafePath,
+    real: &Path,
+    query: Option<&str>,
+) -> Result<Response, HttpError> {
+    let (mut entries, truncated) = files::read_dir(&site.root, real)?;
+    listing::sort(&mut entries);
+    let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"))
+        || negotiate::wants_json(request.fields.accept.as_deref());
+    let (body, content_type) = if json {
+        (listing::json(&entries), "application/json")
+    } else {
+        (
+            listing::html(&path.segments, &entries, truncated),
+            "text/html; charset=utf-8",
+        )
+    };
+    let mut response = Response::new(200, Body::Bytes(body));
+    response.content_type = Some(content_type.into());
+    response.extra.push(("Vary", "Accept".into()));
+    Ok(response)
+}
+
+/// A strong validator from size and modification time (to the nanosecond), and the coding
+/// for a precompressed variant: stable across restarts for an unchanged file, different when
+/// either changes, different for each variant.
+pub fn etag(meta: &Metadata, coding: Coding) -> String {
     let nanos = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    format!("\"{nanos:x}-{:x}\"", meta.len())
+    match coding.name() {
+        Some(name) => format!("\"{nanos:x}-{:x}-{name}\"", meta.len()),
+        None => format!("\"{nanos:x}-{:x}\"", meta.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries_differ() {
+        let a = boundary();
+        let b = boundary();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
 }

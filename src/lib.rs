@@ -13,13 +13,17 @@
 //!    client never holds a worker), or closes it.
 
 pub mod accesslog;
+pub mod conditional;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod files;
 pub mod handler;
+pub mod listing;
+pub mod negotiate;
 pub mod poller;
 pub mod pool;
+pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -28,6 +28,19 @@ struct Args {
     /// access log file, appended to (default: stderr)
     #[argh(option, short = 'l')]
     log: Option<PathBuf>,
+    /// list directories that have no index.html (default: 403)
+    #[argh(switch)]
+    list: bool,
+    /// directory of custom error pages: NNN.html per status, 50x.html for any 5xx
+    /// (default: 404.html and 50x.html at the root, if present)
+    #[argh(option)]
+    error_pages: Option<PathBuf>,
+    /// answer GET/HEAD on this path with 200 "ok" without touching the disk, e.g. /healthz
+    #[argh(option)]
+    health: Option<String>,
+    /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
+    #[argh(option)]
+    cache_control: Option<String>,
     /// debug logging (RUST_LOG works too)
     #[argh(switch, short = 'd')]
     debug: bool,
@@ -67,6 +80,13 @@ fn run(args: Args) -> Result<(), String> {
         args.timeout,
         args.log,
     )
+    .and_then(|config| config.with_health(args.health))
+    .and_then(|config| config.with_cache_control(args.cache_control))
+    .and_then(|config| config.with_error_pages(args.error_pages.as_deref()))
+    .map(|mut config| {
+        config.list = args.list;
+        config
+    })
     .map_err(|err| err.to_string())?;
     let server = Server::bind(config).map_err(|err| err.to_string())?;
     let addr = server.local_addr().map_err(|err| err.to_string())?;

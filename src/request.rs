@@ -52,9 +52,68 @@ pub struct Request {
     pub framing: Framing,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
+    /// The fields that shape the reply: validators, ranges, negotiation.
+    pub fields: Fields,
+}
+
+/// Request fields used after parsing. A field sent more than once is combined into one
+/// comma-separated value (RFC 9110 §5.3), which is right for lists and makes a repeated
+/// singleton (a date, a Range) unparseable, so it is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub if_unmodified_since: Option<String>,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub accept_encoding: Option<String>,
+    pub accept: Option<String>,
+}
+
+impl Fields {
+    /// The slot for a header name we keep, if any.
+    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        const NAMES: [&str; 8] = [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+            "range",
+            "if-range",
+            "accept-encoding",
+            "accept",
+        ];
+        let index = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name))?;
+        Some(match index {
+            0 => &mut self.if_match,
+            1 => &mut self.if_none_match,
+            2 => &mut self.if_modified_since,
+            3 => &mut self.if_unmodified_since,
+            4 => &mut self.range,
+            5 => &mut self.if_range,
+            6 => &mut self.accept_encoding,
+            _ => &mut self.accept,
+        })
+    }
+
+    fn add(&mut self, name: &str, value: &[u8]) {
+        if let Some(slot) = self.slot(name) {
+            let value = String::from_utf8_lossy(value);
+            match slot {
+                Some(existing) => {
+                    existing.push_str(", ");
+                    existing.push_str(&value);
+                }
+                None => *slot = Some(value.into_owned()),
+            }
+        }
+    }
 }
 
 /// The result of looking at the bytes received so far.
+// Returned once per parse and never stored: boxing the request would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// A whole head: the request and how many bytes of the buffer it used.
@@ -157,6 +216,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
     let mut codings: Vec<String> = Vec::new();
     let mut referer = None;
     let mut user_agent = None;
+    let mut fields = Fields::default();
     for header in req.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
@@ -189,6 +249,8 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
             referer = Some(String::from_utf8_lossy(header.value).into_owned());
         } else if name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(String::from_utf8_lossy(header.value).into_owned());
+        } else {
+            fields.add(name, header.value);
         }
     }
 
@@ -233,6 +295,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         framing,
         referer,
         user_agent,
+        fields,
     })
 }
 
@@ -316,6 +379,25 @@ mod tests {
         assert!(req.keep_alive);
         assert_eq!(req.referer.as_deref(), Some("http://example.test/"));
         assert_eq!(req.framing, Framing::None);
+        assert_eq!(
+            req.fields.if_modified_since.as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        assert_eq!(
+            req.fields.accept_encoding.as_deref(),
+            Some("gzip, deflate, br, zstd")
+        );
+        assert_eq!(req.fields.accept.as_deref(), Some("text/css,*/*;q=0.1"));
+        assert_eq!(req.fields.range, None);
+    }
+
+    #[test]
+    fn repeated_fields_are_combined() {
+        let (req, _) = complete(
+            b"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\nRange: bytes=0-1\r\nRANGE: bytes=2-3\r\n\r\n",
+        );
+        assert_eq!(req.fields.if_none_match.as_deref(), Some("\"a\", \"b\""));
+        assert_eq!(req.fields.range.as_deref(), Some("bytes=0-1, bytes=2-3"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a reply is (status, the few headers we send, a body kind) and how its head becomes
 //! bytes in a reused buffer. Never touches a socket. May use: std, httpdate.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ pub const SERVER: &str = concat!("httpd/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub content_type: Option<&'static str>,
+    pub content_type: Option<Cow<'static, str>>,
     pub last_modified: Option<SystemTime>,
     pub etag: Option<String>,
     pub location: Option<String>,
@@ -32,7 +33,26 @@ pub enum Body {
     Empty,
     Static(&'static [u8]),
     Bytes(Vec<u8>),
-    File { file: File, offset: u64, len: u64 },
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+    /// `multipart/byteranges` (RFC 9110 §14.6): each part's head, then its window of the
+    /// file; `closing` ends the last part and the multipart body.
+    Multipart {
+        file: File,
+        parts: Vec<Part>,
+        closing: Vec<u8>,
+    },
+}
+
+/// One part of a multipart body: its head (boundary and fields) and its byte window.
+#[derive(Debug)]
+pub struct Part {
+    pub head: Vec<u8>,
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Body {
@@ -43,6 +63,13 @@ impl Body {
             Body::Static(bytes) => bytes.len() as u64,
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Multipart { parts, closing, .. } => {
+                parts
+                    .iter()
+                    .map(|part| part.head.len() as u64 + part.len)
+                    .sum::<u64>()
+                    + closing.len() as u64
+            }
         }
     }
 
@@ -81,7 +108,7 @@ impl Response {
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         let _ = write!(out, "Server: {SERVER}\r\nDate: {date}\r\n");
         if self.has_body() {
-            if let Some(content_type) = self.content_type {
+            if let Some(content_type) = &self.content_type {
                 let _ = write!(out, "Content-Type: {content_type}\r\n");
             }
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
@@ -108,6 +135,8 @@ impl Response {
         for (name, value) in &self.extra {
             let _ = write!(out, "{name}: {value}\r\n");
         }
+        // Browsers must not guess a type we did not send.
+        out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
         out.extend_from_slice(if keep_alive {
             b"Connection: keep-alive\r\n\r\n"
         } else {
@@ -190,7 +219,7 @@ mod tests {
     #[test]
     fn file_head_bytes() {
         let mut response = Response::new(200, Body::Static(b"hello"));
-        response.content_type = Some("text/html");
+        response.content_type = Some("text/html".into());
         response.last_modified = Some(UNIX_EPOCH + Duration::from_secs(784111777));
         response.etag = Some("\"abc-5\"".into());
         response.accept_ranges = true;
@@ -202,7 +231,8 @@ mod tests {
                 "HTTP/1.1 200 OK\r\nServer: {SERVER}\r\nDate: {DATE}\r\n\
                  Content-Type: text/html\r\nContent-Length: 5\r\n\
                  Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nETag: \"abc-5\"\r\n\
-                 Accept-Ranges: bytes\r\nConnection: keep-alive\r\n\r\n"
+                 Accept-Ranges: bytes\r\nX-Content-Type-Options: nosniff\r\n\
+                 Connection: keep-alive\r\n\r\n"
             )
         );
     }
@@ -210,7 +240,7 @@ mod tests {
     #[test]
     fn redirect_and_error_heads() {
         let mut response = Response::new(301, Body::Static(b"moved"));
-        response.content_type = Some("text/html");
+        response.content_type = Some("text/html".into());
         response.location = Some("/dir/?q=1".into());
         let mut out = Vec::new();
         response.encode_head(DATE, false, &mut out);
@@ -231,7 +261,9 @@ mod tests {
             "{head}"
         );
         assert!(
-            head.contains("\r\nAllow: GET, HEAD\r\nX-Test: 1\r\n"),
+            head.contains(
+                "\r\nAllow: GET, HEAD\r\nX-Test: 1\r\nX-Content-Type-Options: nosniff\r\n"
+            ),
             "{head}"
         );
         assert!(head.contains("\r\nContent-Length: "), "{head}");
@@ -243,8 +275,8 @@ mod tests {
         let mut out = Vec::new();
         response.encode_head(DATE, true, &mut out);
         let head = String::from_utf8(out).unwrap();
-        assert!(!head.contains("Content-Length"), "{head}");
-        assert!(!head.contains("Content-Type"), "{head}");
+        assert!(!head.contains("\r\nContent-Length:"), "{head}");
+        assert!(!head.contains("\r\nContent-Type:"), "{head}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use socket2::{Domain, Socket, Type};
 use crate::accesslog::AccessLog;
 use crate::config::{Config, GRACE, SEND_TIMEOUT};
 use crate::conn::{self, Conn, Context, Next, Scratch, Slot};
+use crate::handler::Site;
 use crate::poller::{Parker, Wait};
 use crate::pool::Pool;
 
@@ -107,7 +108,13 @@ impl Server {
         } = self;
         let parker = Parker::new()?;
         let ctx = Arc::new(Context {
-            root: config.root.clone(),
+            site: Site {
+                root: config.root.clone(),
+                list: config.list,
+                health: config.health.clone(),
+                cache_control: config.cache_control.clone(),
+                pages: config.pages.clone(),
+            },
             log: log.clone(),
             stopping: Arc::clone(&stop.requested),
         });

@@ -1,0 +1,261 @@
+//! Preconditions (RFC 9110 §13): If-Match, If-Unmodified-Since, If-None-Match and
+//! If-Modified-Since, evaluated against a representation's validators in the order of
+//! §13.2.2, and the entity-tag comparisons they need. Pure. May use: request, httpdate.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::request::Fields;
+
+/// The validators of the representation a request selected.
+#[derive(Debug, Clone, Copy)]
+pub struct Validators<'a> {
+    /// A strong entity-tag, quotes included (`"abc"`).
+    pub etag: &'a str,
+    pub last_modified: SystemTime,
+}
+
+/// What the preconditions say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Go on (to ranges and the full reply).
+    Proceed,
+    /// 304: the client's copy is current (GET and HEAD only).
+    NotModified,
+    /// 412: a precondition failed.
+    Failed,
+}
+
+/// Evaluates the preconditions in RFC 9110 §13.2.2 order. `safe` is true for GET and HEAD.
+pub fn evaluate(fields: &Fields, safe: bool, validators: &Validators<'_>) -> Outcome {
+    // 1. If-Match (strong comparison); 2. otherwise If-Unmodified-Since.
+    if let Some(if_match) = &fields.if_match {
+        if !matches_any(if_match, validators.etag, Comparison::Strong) {
+            return Outcome::Failed;
+        }
+    } else if let Some(date) = fields.if_unmodified_since.as_deref().and_then(parse_date) {
+        if seconds(validators.last_modified) > date {
+            return Outcome::Failed;
+        }
+    }
+    // 3. If-None-Match (weak comparison); 4. otherwise If-Modified-Since, GET/HEAD only.
+    if let Some(if_none_match) = &fields.if_none_match {
+        if matches_any(if_none_match, validators.etag, Comparison::Weak) {
+            return if safe {
+                Outcome::NotModified
+            } else {
+                Outcome::Failed
+            };
+        }
+    } else if safe {
+        if let Some(date) = fields.if_modified_since.as_deref().and_then(parse_date) {
+            if seconds(validators.last_modified) <= date {
+                return Outcome::NotModified;
+            }
+        }
+    }
+    Outcome::Proceed
+}
+
+/// Whether an `If-Range` value allows the range (RFC 9110 §13.1.5): a strong entity-tag equal
+/// to ours, or a date exactly equal to our Last-Modified. A weak tag never matches.
+pub fn if_range_matches(value: &str, validators: &Validators<'_>) -> bool {
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        let mut tags = EntityTags::new(value);
+        match (tags.next(), tags.next()) {
+            (Some(tag), None) => tag.matches(validators.etag, Comparison::Strong),
+            _ => false,
+        }
+    } else {
+        parse_date(value) == Some(seconds(validators.last_modified))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Comparison {
+    Strong,
+    Weak,
+}
+
+/// `*` or a list of entity-tags: does any match `ours` (a strong tag, quotes included)?
+fn matches_any(list: &str, ours: &str, comparison: Comparison) -> bool {
+    if list.trim() == "*" {
+        return true;
+    }
+    EntityTags::new(list).any(|tag| tag.matches(ours, comparison))
+}
+
+struct EntityTag<'a> {
+    weak: bool,
+    /// With its quotes.
+    quoted: &'a str,
+}
+
+impl EntityTag<'_> {
+    /// RFC 9110 §8.8.3.2: strong comparison needs both strong and identical; weak comparison
+    /// needs only the opaque tags identical. `ours` is always strong.
+    fn matches(&self, ours: &str, comparison: Comparison) -> bool {
+        (comparison == Comparison::Weak || !self.weak) && self.quoted == ours
+    }
+}
+
+/// The entity-tags of a list, in order; stops at the first syntax error. A comma is a legal
+/// character inside a tag, so this cannot be a split on commas.
+struct EntityTags<'a> {
+    rest: &'a str,
+}
+
+impl<'a> EntityTags<'a> {
+    fn new(list: &'a str) -> Self {
+        EntityTags { rest: list }
+    }
+}
+
+impl<'a> Iterator for EntityTags<'a> {
+    type Item = EntityTag<'a>;
+
+    fn next(&mut self) -> Option<EntityTag<'a>> {
+        let rest = self.rest.trim_start_matches([' ', '\t', ',']);
+        let (weak, rest) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
+        };
+        let body = rest.strip_prefix('"')?;
+        let end = body.find('"')?;
+        let quoted = &rest[..end + 2];
+        self.rest = &rest[end + 2..];
+        // After a tag: optional whitespace, then a comma or the end.
+        let after = self.rest.trim_start_matches([' ', '\t']);
+        if !(after.is_empty() || after.starts_with(',')) {
+            self.rest = "";
+            return None;
+        }
+        Some(EntityTag { weak, quoted })
+    }
+}
+
+/// An HTTP-date (any of the three formats) as seconds since the epoch; `None` if invalid,
+/// which makes the field be ignored (RFC 9110 §13.1.3, §13.1.4).
+fn parse_date(value: &str) -> Option<u64> {
+    httpdate::parse_http_date(value.trim()).ok().map(seconds)
+}
+
+/// Whole seconds since the epoch: HTTP dates have no finer resolution.
+fn seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const ETAG: &str = "\"5f-a\"";
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const EARLIER: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
+    const LATER: &str = "Sun, 06 Nov 1994 08:49:38 GMT";
+
+    fn validators() -> Validators<'static> {
+        Validators {
+            etag: ETAG,
+            // Sub-second part: comparisons must be at second resolution.
+            last_modified: UNIX_EPOCH + Duration::from_millis(784_111_777_500),
+        }
+    }
+
+    fn outcome(headers: &[(&str, &str)], safe: bool) -> Outcome {
+        let mut fields = Fields::default();
+        for (name, value) in headers {
+            let slot = match *name {
+                "If-Match" => &mut fields.if_match,
+                "If-None-Match" => &mut fields.if_none_match,
+                "If-Modified-Since" => &mut fields.if_modified_since,
+                "If-Unmodified-Since" => &mut fields.if_unmodified_since,
+                other => panic!("{other}"),
+            };
+            *slot = Some(value.to_string());
+        }
+        evaluate(&fields, safe, &validators())
+    }
+
+    /// (request fields, GET or HEAD, expected outcome)
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, Outcome);
+
+    #[test]
+    fn precedence_and_comparisons() {
+        use Outcome::*;
+        let table: &[Case<'_>] = &[
+            (&[], true, Proceed),
+            (&[("If-None-Match", ETAG)], true, NotModified),
+            (&[("If-None-Match", "W/\"5f-a\"")], true, NotModified),
+            (&[("If-None-Match", "\"x\", \"5f-a\"")], true, NotModified),
+            (&[("If-None-Match", "\"x\",\"y\"")], true, Proceed),
+            (&[("If-None-Match", "*")], true, NotModified),
+            (&[("If-None-Match", ETAG)], false, Failed),
+            (&[("If-None-Match", "\"a,b\", \"5f-a\"")], true, NotModified),
+            (&[("If-Modified-Since", DATE)], true, NotModified),
+            (&[("If-Modified-Since", LATER)], true, NotModified),
+            (&[("If-Modified-Since", EARLIER)], true, Proceed),
+            (&[("If-Modified-Since", "not a date")], true, Proceed),
+            (&[("If-Modified-Since", DATE)], false, Proceed),
+            // If-None-Match present: If-Modified-Since is ignored.
+            (
+                &[("If-None-Match", "\"other\""), ("If-Modified-Since", DATE)],
+                true,
+                Proceed,
+            ),
+            (&[("If-Match", ETAG)], true, Proceed),
+            (&[("If-Match", "*")], true, Proceed),
+            (&[("If-Match", "\"other\"")], true, Failed),
+            // If-Match uses strong comparison: a weak tag never matches.
+            (&[("If-Match", "W/\"5f-a\"")], true, Failed),
+            (&[("If-Unmodified-Since", DATE)], true, Proceed),
+            (&[("If-Unmodified-Since", EARLIER)], true, Failed),
+            (&[("If-Unmodified-Since", "garbage")], true, Proceed),
+            // If-Match present: If-Unmodified-Since is ignored.
+            (
+                &[("If-Match", ETAG), ("If-Unmodified-Since", EARLIER)],
+                true,
+                Proceed,
+            ),
+            // A failed If-Match wins over a matching If-None-Match.
+            (
+                &[("If-Match", "\"other\""), ("If-None-Match", ETAG)],
+                true,
+                Failed,
+            ),
+            (
+                &[("If-Match", ETAG), ("If-None-Match", ETAG)],
+                true,
+                NotModified,
+            ),
+        ];
+        for (headers, safe, expected) in table {
+            assert_eq!(
+                outcome(headers, *safe),
+                *expected,
+                "{headers:?} safe={safe}"
+            );
+        }
+    }
+
+    #[test]
+    fn if_range() {
+        let v = validators();
+        assert!(if_range_matches(ETAG, &v));
+        assert!(!if_range_matches("W/\"5f-a\"", &v));
+        assert!(!if_range_matches("\"other\"", &v));
+        assert!(!if_range_matches("\"5f-a\", \"x\"", &v));
+        assert!(if_range_matches(DATE, &v));
+        assert!(!if_range_matches(LATER, &v));
+        assert!(!if_range_matches(EARLIER, &v));
+        assert!(!if_range_matches("garbage", &v));
+    }
+
+    #[test]
+    fn malformed_tag_lists_match_nothing() {
+        for list in ["5f-a", "\"5f-a", "W/5f-a", "\"x\" junk \"5f-a\""] {
+            assert!(!matches_any(list, ETAG, Comparison::Weak), "{list}");
+        }
+    }
+}
