@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,6 +254,30 @@ fn listing(
     listing::sort(&mut entries);
     let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"))
         || negotiate::wants_json(request.fields.accept.as_deref());
+    // The page is a function of the format, the path and the entries, so a hash of them is
+    // a strong validator: revalidation costs a directory read, never a page.
+    let mut hasher = std::hash::DefaultHasher::new();
+    (json, &path.segments, &entries, truncated).hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    let validators = Validators {
+        etag: &etag,
+        last_modified: std::fs::metadata(real)
+            .and_then(|meta| meta.modified())
+            .unwrap_or(UNIX_EPOCH),
+    };
+    let listed = |mut response: Response| {
+        response.etag = Some(etag.clone());
+        response.extra.push(("Vary", "Accept".into()));
+        // Generated from the directory as it is now: caches must revalidate it rather than
+        // guess a freshness lifetime (RFC 9111 §4.2.2).
+        response.extra.push(("Cache-Control", "no-cache".into()));
+        response
+    };
+    match conditional::evaluate(&request.fields, true, &validators) {
+        Outcome::NotModified => return Ok(listed(Response::new(304, Body::Empty))),
+        Outcome::Failed => return Ok(listed(site.pages.render(HttpError::PreconditionFailed))),
+        Outcome::Proceed => {}
+    }
     let (body, content_type) = if json {
         (listing::json(&entries), "application/json")
     } else {
@@ -264,8 +288,7 @@ fn listing(
     };
     let mut response = Response::new(200, Body::Bytes(body));
     response.content_type = Some(content_type.into());
-    response.extra.push(("Vary", "Accept".into()));
-    Ok(response)
+    Ok(listed(response))
 }
 
 /// A strong validator from size and modification time (to the nanosecond), and the coding
