@@ -25,8 +25,14 @@ pub enum Outcome {
     Failed,
 }
 
-/// Evaluates the preconditions in RFC 9110 §13.2.2 order. `safe` is true for GET and HEAD.
-pub fn evaluate(fields: &Fields, safe: bool, validators: &Validators<'_>) -> Outcome {
+/// Evaluates the preconditions in RFC 9110 §13.2.2 order. `safe` is true for GET and HEAD;
+/// `now` is the server's clock (an If-Modified-Since later than it is invalid).
+pub fn evaluate(
+    fields: &Fields,
+    safe: bool,
+    validators: &Validators<'_>,
+    now: SystemTime,
+) -> Outcome {
     // 1. If-Match (strong comparison); 2. otherwise If-Unmodified-Since.
     if let Some(if_match) = &fields.if_match {
         if !matches_any(if_match, validators.etag, Comparison::Strong) {
@@ -47,7 +53,11 @@ pub fn evaluate(fields: &Fields, safe: bool, validators: &Validators<'_>) -> Out
             };
         }
     } else if safe {
-        if let Some(date) = fields.if_modified_since.as_deref().and_then(parse_date) {
+        // RFC 7232 §3.3: "A date which is later than the server's current time is invalid."
+        // Honouring it would let a client with a wrong clock pin a stale copy for good.
+        let valid = |date: &u64| *date <= seconds(now);
+        let since = fields.if_modified_since.as_deref().and_then(parse_date);
+        if let Some(date) = since.filter(valid) {
             if seconds(validators.last_modified) <= date {
                 return Outcome::NotModified;
             }
@@ -175,7 +185,9 @@ mod tests {
             };
             *slot = Some(value.to_string());
         }
-        evaluate(&fields, safe, &validators())
+        // "Now" is 2000-01-01: after every date below but the one in 2100.
+        let now = UNIX_EPOCH + Duration::from_secs(946_684_800);
+        evaluate(&fields, safe, &validators(), now)
     }
 
     /// (request fields, GET or HEAD, expected outcome)
@@ -195,6 +207,12 @@ mod tests {
             (&[("If-None-Match", "\"a,b\", \"5f-a\"")], true, NotModified),
             (&[("If-Modified-Since", DATE)], true, NotModified),
             (&[("If-Modified-Since", LATER)], true, NotModified),
+            // A date in the future is invalid and ignored.
+            (
+                &[("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")],
+                true,
+                Proceed,
+            ),
             (&[("If-Modified-Since", EARLIER)], true, Proceed),
             (&[("If-Modified-Since", "not a date")], true, Proceed),
             (&[("If-Modified-Since", DATE)], false, Proceed),

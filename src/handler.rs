@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conditional::{self, Outcome, Validators};
 use crate::error::{ErrorPages, HttpError};
@@ -111,7 +111,8 @@ fn file_reply(
     };
     let len = meta.len();
 
-    let mut response = match conditional::evaluate(fields, true, &validators) {
+    let now = SystemTime::now();
+    let mut response = match conditional::evaluate(fields, true, &validators, now) {
         Outcome::Failed => return Ok(vary(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::NotModified => Response::new(304, Body::Empty),
         Outcome::Proceed => {
@@ -229,7 +230,7 @@ fn multipart(
 /// std's randomly keyed SipHash over a counter and the time.
 fn boundary() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
+    let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let mut first = RandomState::new().build_hasher();
@@ -273,7 +274,7 @@ fn listing(
         response.extra.push(("Cache-Control", "no-cache".into()));
         response
     };
-    match conditional::evaluate(&request.fields, true, &validators) {
+    match conditional::evaluate(&request.fields, true, &validators, SystemTime::now()) {
         Outcome::NotModified => return Ok(listed(Response::new(304, Body::Empty))),
         Outcome::Failed => return Ok(listed(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::Proceed => {}

@@ -25,12 +25,14 @@ impl ByteRange {
 /// What a `Range` field asks of a representation of `len` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ranges {
-    /// No usable range: send the whole representation (200). Also the answer for a field we
-    /// do not understand, another unit, or an abusive set (RFC 9110 §14.2 lets us ignore it).
+    /// No usable range: send the whole representation (200). The answer for a field that is
+    /// not `bytes=…` (another unit), and for an abusive set (RFC 9110 §14.2 lets us ignore
+    /// either).
     Full,
     /// One or more satisfiable ranges, sorted and coalesced (206).
     Partial(Vec<ByteRange>),
-    /// Valid syntax, nothing satisfiable (416).
+    /// Nothing satisfiable, or a `bytes=` set with an invalid spec (416; RFC 9110 §14.2 lets
+    /// a server reject an invalid set, and nginx does).
     Unsatisfiable,
 }
 
@@ -43,8 +45,10 @@ enum Spec {
 
 /// Resolves `field` (the `Range` value) against a representation of `len` bytes.
 pub fn resolve(field: &str, len: u64) -> Ranges {
-    let Some(specs) = parse(field) else {
-        return Ranges::Full;
+    let specs = match parse(field) {
+        Syntax::NotBytes => return Ranges::Full,
+        Syntax::Invalid => return Ranges::Unsatisfiable,
+        Syntax::Specs(specs) => specs,
     };
     if specs.len() > MAX_RANGES {
         return Ranges::Full;
@@ -77,36 +81,61 @@ pub fn resolve(field: &str, len: u64) -> Ranges {
     Ranges::Partial(merged)
 }
 
-/// `bytes=spec, spec, ...` → specs; `None` if the unit is not bytes or any spec is invalid.
-fn parse(field: &str) -> Option<Vec<Spec>> {
-    let (unit, set) = field.trim().split_once('=')?;
-    if !unit.trim().eq_ignore_ascii_case("bytes") {
+enum Syntax {
+    /// Not `bytes=` followed by at least one spec: ignore the field.
+    NotBytes,
+    /// `bytes=` with a spec that is not `a-b`, `a-` or `-n` (or has `b < a`).
+    Invalid,
+    Specs(Vec<Spec>),
+}
+
+/// `bytes=spec, spec, ...` (RFC 9110 §14.1.1: no whitespace around `=` or inside a spec;
+/// empty list elements are allowed, §5.6.1.2).
+fn parse(field: &str) -> Syntax {
+    let field = field.trim();
+    let Some(set) = field
+        .get(..6)
+        .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+        .map(|_| &field[6..])
+    else {
+        return Syntax::NotBytes;
+    };
+    let mut specs = Vec::new();
+    for spec in set.split(',').map(|s| s.trim_matches([' ', '\t'])) {
+        if spec.is_empty() {
+            continue;
+        }
+        // Stop early: parsing a megabyte of specs is work for nothing.
+        if specs.len() > MAX_RANGES {
+            return Syntax::Specs(specs);
+        }
+        match parse_spec(spec) {
+            Some(spec) => specs.push(spec),
+            None => return Syntax::Invalid,
+        }
+    }
+    if specs.is_empty() {
+        Syntax::NotBytes
+    } else {
+        Syntax::Specs(specs)
+    }
+}
+
+fn parse_spec(spec: &str) -> Option<Spec> {
+    let (first, last) = spec.split_once('-')?;
+    if first.is_empty() {
+        return Some(Spec::Suffix(number(last)?));
+    }
+    let first = number(first)?;
+    let last = if last.is_empty() {
+        None
+    } else {
+        Some(number(last)?)
+    };
+    if last.is_some_and(|last| last < first) {
         return None;
     }
-    let mut specs = Vec::new();
-    for spec in set.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        // Stop counting early: parsing a megabyte of specs is work for nothing.
-        if specs.len() > MAX_RANGES {
-            return Some(specs);
-        }
-        let (first, last) = spec.split_once('-')?;
-        let (first, last) = (first.trim(), last.trim());
-        specs.push(if first.is_empty() {
-            Spec::Suffix(number(last)?)
-        } else {
-            let first = number(first)?;
-            let last = if last.is_empty() {
-                None
-            } else {
-                Some(number(last)?)
-            };
-            if last.is_some_and(|last| last < first) {
-                return None;
-            }
-            Spec::From(first, last)
-        });
-    }
-    (!specs.is_empty()).then_some(specs)
+    Some(Spec::From(first, last))
 }
 
 fn number(digits: &str) -> Option<u64> {
@@ -160,7 +189,9 @@ mod tests {
             ("bytes=-5000", r(0, 999)),
             ("bytes=900-5000", r(900, 999)),
             ("bytes=999-", r(999, 999)),
-            ("BYTES = 1 - 2", r(1, 2)),
+            ("BYTES=1-2", r(1, 2)),
+            ("bytes=,0-1", r(0, 1)),
+            ("bytes=0-1 , ", r(0, 1)),
             ("bytes=0-1,", r(0, 1)),
         ];
         for (field, range) in table {
@@ -201,19 +232,32 @@ mod tests {
         }
         assert_eq!(resolve("bytes=0-", 0), Ranges::Unsatisfiable);
         assert_eq!(resolve("bytes=-1", 0), Ranges::Unsatisfiable);
-        // Invalid syntax or another unit: the field is ignored.
+        // `bytes=` with an invalid spec: rejected, as nginx does.
         for field in [
             "bytes=5-1",
             "bytes=a-b",
             "bytes=1-2-3",
-            "bytes=",
-            "bytes",
-            "items=0-1",
             "bytes=0-1;x",
             "bytes=+1-2",
             "bytes=0x1-2",
             "bytes=--1",
+            "bytes=-",
+            "bytes=0 - 1",
+            "bytes=0-1,x",
+            "bytes=0-1,5-1",
             "bytes=0-1, bytes=2-3",
+            "bytes=99999999999999999999999-",
+        ] {
+            assert_eq!(resolve(field, 1000), Ranges::Unsatisfiable, "{field}");
+        }
+        // Not a bytes range set at all: the field is ignored.
+        for field in [
+            "bytes=",
+            "bytes",
+            "items=0-1",
+            "bytes = 0-1",
+            "byte=0-1",
+            "",
         ] {
             assert_eq!(resolve(field, 1000), Ranges::Full, "{field}");
         }
