@@ -690,3 +690,23 @@ fn cache_control_and_nosniff() {
         None
     );
 }
+
+#[test]
+fn validators_survive_a_restart() {
+    let root = site();
+    let first = Server::start(root.path(), &[]);
+    let before = get(&first, "/style.css", &[]);
+    drop(first);
+    let second = Server::start(root.path(), &[]);
+    let after = get(&second, "/style.css", &[]);
+    assert_eq!(before.header("ETag"), after.header("ETag"));
+    assert_eq!(
+        before.header("Last-Modified"),
+        after.header("Last-Modified")
+    );
+    let etag = after.header("ETag").unwrap();
+    assert_eq!(
+        get(&second, "/style.css", &[("If-None-Match", etag)]).status,
+        304
+    );
+}

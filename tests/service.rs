@@ -360,4 +360,11 @@ fn the_sample_site_serves_everything_its_front_page_links_to() {
         payload.header("Content-Type"),
         Some("application/octet-stream")
     );
+    // The stylesheet ships precompressed: a gzip-accepting client gets the .gz file.
+    let raw = "GET /style.css HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip, br\r\nConnection: close\r\n\r\n";
+    let bytes = server.exchange(raw.as_bytes());
+    let css = Reply::read(&mut &bytes[..], false).unwrap();
+    assert_eq!(css.header("Content-Encoding"), Some("gzip"));
+    assert_eq!(css.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(css.body, std::fs::read(root.join("style.css.gz")).unwrap());
 }
