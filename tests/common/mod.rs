@@ -302,7 +302,11 @@ pub fn closed_by_server(stream: &mut TcpStream) -> bool {
             Ok(0) => return true,
             Ok(_) => continue,
             Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                eprintln!("closed_by_server: {err} ({:?})", err.kind());
+                return false;
+            }
         }
     }
 }
