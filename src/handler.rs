@@ -172,11 +172,13 @@ fn file_reply(
             }
         }
     };
-    // 200, 206 and 304 carry the validators and the caching policy (RFC 9110 §15.4.5).
+    // 200, 206 and 304 carry the validators and the caching policy; a 304 carries no other
+    // representation metadata (RFC 9110 §15.4.5).
+    let not_modified = response.status == 304;
     response.last_modified = Some(validators.last_modified);
-    response.etag = Some(etag.clone());
-    response.accept_ranges = response.status != 304;
-    if let Some(name) = coding.name() {
+    response.etag = Some(etag);
+    response.accept_ranges = !not_modified;
+    if let Some(name) = coding.name().filter(|_| !not_modified) {
         response.extra.push(("Content-Encoding", name.into()));
     }
     if let Some(cache_control) = &site.cache_control {

@@ -456,6 +456,8 @@ fn precompressed_variants_follow_accept_encoding() {
     );
     assert_eq!(not_modified.status, 304);
     assert_eq!(not_modified.header("Vary"), Some("Accept-Encoding"));
+    assert_eq!(not_modified.header("ETag"), tags[0]);
+    assert_eq!(not_modified.header("Content-Encoding"), None);
     let part = get(
         &server,
         "/app.css",
