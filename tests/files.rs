@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{symlink, FileExt};
+use std::os::unix::fs::symlink;
 
 use common::{site, Server, TempDir};
 
@@ -92,15 +91,7 @@ fn files_past_4_gib() {
     let root = TempDir::new("huge");
     let len: u64 = (4 << 30) + 4096 + 7;
     let tail = b"the end of a 4 GiB file";
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(root.path().join("huge.bin"))
-        .unwrap();
-    file.set_len(len).unwrap();
-    file.write_all_at(tail, len - tail.len() as u64).unwrap();
-    drop(file);
+    root.sparse("huge.bin", len, &[(len - tail.len() as u64, tail)]);
 
     let server = Server::start(root.path(), &[]);
     let head = server.request("HEAD", "/huge.bin");

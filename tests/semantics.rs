@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::{BufReader, Write};
-use std::os::unix::fs::FileExt;
 
 use common::{pattern, site, Reply, Server, TempDir};
 
@@ -349,16 +347,11 @@ fn ranges_near_the_end_of_a_file_past_4_gib() {
     let root = TempDir::new("huge-range");
     let len: u64 = (5 << 30) + 123;
     let tail = b"bytes at the very end";
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(root.path().join("huge.bin"))
-        .unwrap();
-    file.set_len(len).unwrap();
-    file.write_all_at(tail, len - tail.len() as u64).unwrap();
-    file.write_all_at(b"marker", 4 << 30).unwrap();
-    drop(file);
+    root.sparse(
+        "huge.bin",
+        len,
+        &[(len - tail.len() as u64, tail), (4 << 30, b"marker")],
+    );
     let server = Server::start(root.path(), &[]);
     let reply = get(
         &server,

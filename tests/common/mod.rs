@@ -35,6 +35,23 @@ impl TempDir {
         &self.0
     }
 
+    /// Creates `rel` as a sparse file of `len` bytes (holes read as zeros) with `writes`
+    /// (offset, bytes) placed in it: a file of many GiB that costs almost no disk.
+    pub fn sparse(&self, rel: &str, len: u64, writes: &[(u64, &[u8])]) {
+        use std::os::unix::fs::FileExt;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(self.0.join(rel))
+            .expect("create sparse file");
+        file.set_len(len).expect("set_len");
+        for (offset, bytes) in writes {
+            file.write_all_at(bytes, *offset)
+                .expect("write into sparse file");
+        }
+    }
+
     /// Writes `contents` to `rel` (creating parent directories).
     pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.0.join(rel);
