@@ -6,7 +6,9 @@
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. asks [`handler::respond`], which uses [`files`] to turn the path into an open file
-//!    (or an [`error::HttpError`], mapped to a status in one place),
+//!    (or an [`error::HttpError`], mapped to a status in one place), then picks a
+//!    precompressed variant ([`negotiate`]), evaluates preconditions ([`conditional`]) and
+//!    ranges ([`range`]), or renders a directory [`listing`],
 //! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
 //! 6. logs it ([`accesslog`]) and keeps going with pipelined requests, or
 //! 7. parks the connection in the [`poller`] until the client sends more (so an idle or slow
