@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use crate::error::ErrorPages;
 
-/// How long a client that stops reading may hold a worker (SO_SNDTIMEO).
+/// Default for `--send-timeout`: how long a client that stops reading may hold a worker
+/// (SO_SNDTIMEO: the longest one write may wait for the client to make room).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight replies may take to finish after SIGTERM/SIGINT.
+/// Default for `--grace`: how long in-flight replies may take to finish after SIGTERM/SIGINT.
 pub const GRACE: Duration = Duration::from_secs(30);
 
 /// Everything the server needs to start.
@@ -24,6 +25,10 @@ pub struct Config {
     pub timeout: Duration,
     /// Access log file; `None` logs to stderr.
     pub access_log: Option<PathBuf>,
+    /// How long one write may wait for a client that does not read (`--send-timeout`).
+    pub send_timeout: Duration,
+    /// How long in-flight replies may take after a stop signal (`--grace`).
+    pub grace: Duration,
     /// List directories without an index (`--list`).
     pub list: bool,
     /// The health-check path (`--health`).
@@ -86,11 +91,25 @@ impl Config {
             addr: SocketAddr::new(ip, port),
             timeout: Duration::from_secs(timeout_secs),
             access_log,
+            send_timeout: SEND_TIMEOUT,
+            grace: GRACE,
             list: false,
             health: None,
             cache_control: None,
             pages: ErrorPages::default(),
         })
+    }
+
+    /// `--send-timeout SECS` (at least 1) and `--grace SECS` (0 stops at once).
+    pub fn with_timeouts(mut self, send_secs: u64, grace_secs: u64) -> Result<Config, ConfigError> {
+        if send_secs == 0 {
+            return Err(ConfigError(
+                "--send-timeout must be at least 1 second".into(),
+            ));
+        }
+        self.send_timeout = Duration::from_secs(send_secs);
+        self.grace = Duration::from_secs(grace_secs);
+        Ok(self)
     }
 
     /// `--health PATH`: an absolute URL path, answered without touching the disk.
@@ -157,6 +176,12 @@ mod tests {
         }
         let base = || Config::new(Path::new("."), 1, "::1", 0, 1, None).unwrap();
         assert!(base().with_health(Some("/healthz".into())).is_ok());
+        assert!(base().with_timeouts(0, 30).is_err());
+        let timed = base().with_timeouts(2, 0).unwrap();
+        assert_eq!(
+            (timed.send_timeout, timed.grace),
+            (Duration::from_secs(2), Duration::ZERO)
+        );
         for bad in ["healthz", "/a b", "/x?y", "/\n"] {
             assert!(base().with_health(Some(bad.into())).is_err(), "{bad}");
         }

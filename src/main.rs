@@ -28,6 +28,12 @@ struct Args {
     /// access log file, appended to (default: stderr)
     #[argh(option, short = 'l')]
     log: Option<PathBuf>,
+    /// seconds one write may wait for a client that stops reading (default: 30)
+    #[argh(option, default = "30")]
+    send_timeout: u64,
+    /// seconds in-flight replies may take after SIGTERM/SIGINT (default: 30)
+    #[argh(option, default = "30")]
+    grace: u64,
     /// list directories that have no index.html (default: 403)
     #[argh(switch)]
     list: bool,
@@ -80,6 +86,7 @@ fn run(args: Args) -> Result<(), String> {
         args.timeout,
         args.log,
     )
+    .and_then(|config| config.with_timeouts(args.send_timeout, args.grace))
     .and_then(|config| config.with_health(args.health))
     .and_then(|config| config.with_cache_control(args.cache_control))
     .and_then(|config| config.with_error_pages(args.error_pages.as_deref()))

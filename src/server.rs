@@ -2,7 +2,7 @@
 //! ones go to the poller. Never parses HTTP. May use: config, pool, poller, conn, accesslog.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,7 +12,7 @@ use polling::{Event, Events, Poller};
 use socket2::{Domain, Socket, Type};
 
 use crate::accesslog::AccessLog;
-use crate::config::{Config, GRACE, SEND_TIMEOUT};
+use crate::config::Config;
 use crate::conn::{self, Conn, Context, Next, Scratch, Slot};
 use crate::handler::Site;
 use crate::poller::{Parker, Wait};
@@ -151,8 +151,9 @@ impl Server {
 
         let limit = connection_limit(config.workers);
         log::debug!("at most {limit} open connections");
-        let result = accept_loop(&listener, &stop, limit, |conn| {
-            let _ = to_workers.submit(conn);
+        let send_timeout = config.send_timeout;
+        let result = accept_loop(&listener, &stop, limit, |stream, peer, slot| {
+            let _ = to_workers.submit(Conn::new(stream, peer, send_timeout, slot));
         });
         drop(listener);
         drop(to_workers);
@@ -162,10 +163,10 @@ impl Server {
         log::info!("shutting down: {} idle connections closed", parker.parked());
         parker.stop();
         let _ = poller_thread.join();
-        if !pool.shutdown(GRACE) {
+        if !pool.shutdown(config.grace) {
             log::warn!(
                 "grace period of {}s over with replies in flight",
-                GRACE.as_secs()
+                config.grace.as_secs()
             );
         }
         if !log.flush(Duration::from_secs(5)) {
@@ -195,7 +196,7 @@ fn accept_loop(
     listener: &TcpListener,
     stop: &Stop,
     limit: usize,
-    submit: impl Fn(Conn),
+    submit: impl Fn(TcpStream, SocketAddr, Slot),
 ) -> io::Result<()> {
     // SAFETY: the listener outlives the registration; it is deleted before returning.
     unsafe { stop.poller.add(listener, Event::readable(LISTENER))? };
@@ -234,9 +235,7 @@ fn accept_loop(
             }
             full = false;
             match listener.accept() {
-                Ok((stream, peer)) => {
-                    submit(Conn::new(stream, peer, SEND_TIMEOUT, Slot::take(&open)))
-                }
+                Ok((stream, peer)) => submit(stream, peer, Slot::take(&open)),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => match err.raw_os_error() {
                     // Out of descriptors or memory: pause accepting instead of spinning on

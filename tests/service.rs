@@ -145,6 +145,113 @@ fn running_out_of_file_descriptors_is_survived_without_spinning() {
 }
 
 #[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    let root = site();
+    let size = 64 * 1024 * 1024;
+    root.write("large.bin", pattern(size));
+    // One worker: while the stalled download held it, nobody else could be served.
+    let server = Server::start(root.path(), &["-w", "1", "--send-timeout", "1"]);
+    let mut stalled = server.connect();
+    stalled
+        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = stalled.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // The stalled client reads nothing more; the socket buffers fill and the next write
+    // waits. After the send timeout the worker gives up and serves the next client.
+    let begun = Instant::now();
+    assert_eq!(server.get("/style.css").status, 200);
+    let waited = begun.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "the worker stayed pinned for {waited:?}"
+    );
+    // The stalled download was cut short: what is left in flight ends before the file does.
+    let rest = read_to_close(&mut stalled);
+    assert!(
+        n + rest.len() < size,
+        "all {} bytes arrived",
+        n + rest.len()
+    );
+}
+
+#[test]
+fn the_grace_period_bounds_a_stop() {
+    let root = site();
+    root.write("large.bin", pattern(64 * 1024 * 1024));
+    let mut server = Server::start(root.path(), &["--grace", "1"]);
+    // A download nobody reads would hold a worker for the whole send timeout (30 s).
+    let mut stalled = server.connect();
+    stalled
+        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1024];
+    assert!(stalled.read(&mut first).unwrap() > 0);
+    common::signal(server.pid(), libc::SIGTERM);
+    let begun = Instant::now();
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let took = begun.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "stop took {took:?} with --grace 1"
+    );
+}
+
+#[test]
+fn garbage_on_many_connections_leaves_the_server_serving() {
+    fn next(state: &mut u64) -> u64 {
+        // xorshift64*: deterministic, so a failure replays.
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    let root = site();
+    let server = Server::start(root.path(), &["-w", "2", "-t", "1"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..8u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (t + 1);
+                for _ in 0..50 {
+                    let mut bytes = match next(&mut rng) % 3 {
+                        // Plausible request lines with random headers, random bytes, or both.
+                        0 => b"GET / HTTP/1.1\r\n".to_vec(),
+                        1 => b"GET /index.html HTTP/1.1\r\nHost: t\r\nX-A: ".to_vec(),
+                        _ => Vec::new(),
+                    };
+                    let len = next(&mut rng) % 20_000;
+                    bytes.extend((0..len).map(|_| next(&mut rng) as u8));
+                    let mut stream = common::connect(addr);
+                    let mut rest = &bytes[..];
+                    while !rest.is_empty() {
+                        let cut = (1 + next(&mut rng) % 4096).min(rest.len() as u64) as usize;
+                        if stream.write_all(&rest[..cut]).is_err() {
+                            break;
+                        }
+                        rest = &rest[cut..];
+                    }
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    // Whatever comes back (an error reply, or nothing), the server must close.
+                    let mut sink = [0u8; 4096];
+                    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    for _ in 0..20 {
+        let reply = server.get("/index.html");
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.text(), "<!DOCTYPE html><title>home</title>");
+    }
+}
+
+#[test]
 fn sigterm_lets_a_download_finish_then_exits_zero() {
     let root = site();
     root.write("large.bin", pattern(32 * 1024 * 1024));

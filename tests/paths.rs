@@ -1,0 +1,91 @@
+//! Property test: whatever a client sends as a path, anything it resolves to lies under the
+//! root. Random and adversarial paths (encoded dots and slashes, backslashes, NULs,
+//! symlinks out of the root) against a real directory tree.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use httpd::files::{self, Resolved};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Pieces that traversal attempts are made of, glued together at random.
+fn adversarial() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just(".."),
+        Just("."),
+        Just("/"),
+        Just("//"),
+        Just("%2e"),
+        Just("%2E"),
+        Just("%2f"),
+        Just("%2F"),
+        Just("%5c"),
+        Just("\\\\"),
+        Just("%00"),
+        Just("%252e"),
+        Just("%25"),
+        Just("%"),
+        Just("%zz"),
+        Just(".well-known"),
+        Just(".hidden"),
+        Just("docs"),
+        Just("index.html"),
+        Just("in-link"),
+        Just("out-link"),
+        Just("etc-link"),
+        Just("loop"),
+        Just("a"),
+        Just("~"),
+        Just("http://h"),
+        Just("?q"),
+        Just("#f"),
+    ];
+    prop::collection::vec(piece, 0..14).prop_map(|parts| format!("/{}", parts.concat()))
+}
+
+#[test]
+fn no_decoded_path_resolves_outside_the_root() {
+    let base = common::TempDir::new("prop");
+    base.write("outside/secret.txt", "secret");
+    base.write("root/index.html", "home");
+    base.write("root/docs/index.html", "docs");
+    base.write("root/.hidden", "hidden");
+    base.write("root/.well-known/x", "x");
+    let root_dir = base.path().join("root");
+    symlink(root_dir.join("index.html"), root_dir.join("in-link")).unwrap();
+    symlink(base.path().join("outside"), root_dir.join("out-link")).unwrap();
+    symlink("/etc", root_dir.join("etc-link")).unwrap();
+    symlink("loop", root_dir.join("loop")).unwrap();
+    let root = root_dir.canonicalize().unwrap();
+
+    let strategy = prop_oneof![adversarial(), "/\\\\PC{0,40}", any::<String>()];
+    let mut runner = TestRunner::new(Config {
+        cases: 4000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |target| {
+            let Ok(split) = files::split_target(&target) else {
+                return Ok(());
+            };
+            let Ok(path) = files::decode_path(split.path) else {
+                return Ok(());
+            };
+            match files::resolve(&root, &path, split.query) {
+                Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory(real)) => {
+                    prop_assert!(real.starts_with(&root), "{target:?} resolved to {real:?}");
+                    let shown = real.to_string_lossy().into_owned();
+                    prop_assert!(!shown.contains("outside") && !shown.starts_with("/etc"));
+                }
+                Ok(Resolved::Redirect(location)) => {
+                    prop_assert!(location.starts_with('/') && !location.starts_with("//"));
+                }
+                Err(_) => {}
+            }
+            Ok(())
+        })
+        .unwrap();
+}
