@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::symlink;
 
 use common::{site, Server, TempDir};
@@ -124,7 +124,7 @@ fn files_past_4_gib() {
     let mut last = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).unwrap();
+        let n = common::read_some(&mut reader, &mut buf);
         if n == 0 {
             break;
         }

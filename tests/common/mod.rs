@@ -297,6 +297,19 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// One `read`, retried on EINTR. A blocking socket read with SO_RCVTIMEO can fail with
+/// EINTR even without signal handlers, when the process is stopped and resumed (see
+/// signal(7)); that is not the server's doing, so it is retried.
+pub fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> usize {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => panic!("read failed: {err}"),
+        }
+    }
+}
+
 /// Reads until EOF (or a reset after the reply, which counts as the end).
 pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -306,6 +319,7 @@ pub fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
             Ok(0) => return out,
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(err) if err.kind() == io::ErrorKind::ConnectionReset => return out,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => panic!("read failed after {} bytes: {err}", out.len()),
         }
     }
