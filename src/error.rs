@@ -224,7 +224,6 @@ impl From<io::Error> for HttpError {
             io::ErrorKind::PermissionDenied => HttpError::Forbidden,
             _ => match err.raw_os_error() {
                 Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => HttpError::NotFound,
-                Some(libc::EACCES) | Some(libc::EPERM) => HttpError::Forbidden,
                 Some(libc::EMFILE) | Some(libc::ENFILE) => {
                     log::warn!("out of file descriptors opening a file: {err}");
                     HttpError::Unavailable

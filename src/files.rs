@@ -49,8 +49,8 @@ pub enum Resolved {
         content_type: &'static str,
         real: PathBuf,
     },
-    /// A directory (asked for with its slash) that has no index file.
-    Directory(PathBuf),
+    /// A directory (asked for with its slash) that has no index file, with its metadata.
+    Directory { real: PathBuf, meta: Metadata },
     /// A directory asked for without its slash: the `Location` to send with a 301.
     Redirect(String),
 }
@@ -197,7 +197,7 @@ pub fn resolve(root: &Path, path: &SafePath, query: Option<&str>) -> Result<Reso
         }
         let index = real.join(INDEX);
         if index.symlink_metadata().is_err() {
-            return Ok(Resolved::Directory(real));
+            return Ok(Resolved::Directory { real, meta });
         }
         // An index that exists but leads out of the root is refused like any other path.
         let (file, meta, index_real) = open_under(root, &index)?;

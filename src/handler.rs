@@ -47,10 +47,10 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     let path = files::decode_path(target.path)?;
     match files::resolve(&site.root, &path, target.query)? {
         Resolved::Redirect(location) => Ok(redirect(location)),
-        Resolved::Directory(real) if site.list => {
-            listing(request, site, &path, &real, target.query)
+        Resolved::Directory { real, meta } if site.list => {
+            listing(request, site, &path, (&real, &meta), target.query)
         }
-        Resolved::Directory(_) => Err(HttpError::Forbidden),
+        Resolved::Directory { .. } => Err(HttpError::Forbidden),
         Resolved::File {
             file,
             meta,
@@ -250,7 +250,7 @@ fn listing(
     request: &Request,
     site: &Site,
     path: &SafePath,
-    real: &Path,
+    (real, meta): (&Path, &Metadata),
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let (mut entries, truncated) = files::read_dir(&site.root, real)?;
@@ -264,9 +264,7 @@ fn listing(
     let etag = format!("\"{:016x}\"", hasher.finish());
     let validators = Validators {
         etag: &etag,
-        last_modified: std::fs::metadata(real)
-            .and_then(|meta| meta.modified())
-            .unwrap_or(UNIX_EPOCH),
+        last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
     };
     let listed = |mut response: Response| {
         response.etag = Some(etag.clone());

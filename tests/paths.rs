@@ -75,7 +75,7 @@ fn no_decoded_path_resolves_outside_the_root() {
                 return Ok(());
             };
             match files::resolve(&root, &path, split.query) {
-                Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory(real)) => {
+                Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory { real, .. }) => {
                     prop_assert!(real.starts_with(&root), "{target:?} resolved to {real:?}");
                     let shown = real.to_string_lossy().into_owned();
                     prop_assert!(!shown.contains("outside") && !shown.starts_with("/etc"));

@@ -144,6 +144,23 @@ fn running_out_of_file_descriptors_is_survived_without_spinning() {
     assert_eq!(reply.status, 200);
 }
 
+/// Requests `/large.bin` and reads until the reply has started (a 200 head arrived), so it
+/// is in flight. Returns the stream and what was read.
+fn start_download(server: &Server) -> (std::net::TcpStream, Vec<u8>) {
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 4096];
+    let n = common::read_some(&mut stream, &mut first);
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        &first[..n]
+    );
+    (stream, first[..n].to_vec())
+}
+
 #[test]
 fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     let root = site();
@@ -151,13 +168,8 @@ fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
     root.write("large.bin", pattern(size));
     // One worker: while the stalled download held it, nobody else could be served.
     let server = Server::start(root.path(), &["-w", "1", "--send-timeout", "1"]);
-    let mut stalled = server.connect();
-    stalled
-        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 4096];
-    let n = common::read_some(&mut stalled, &mut first);
-    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let (mut stalled, first) = start_download(&server);
+    let n = first.len();
     // The stalled client reads nothing more; the socket buffers fill and the next write
     // waits. After the send timeout the worker gives up and serves the next client.
     let begun = Instant::now();
@@ -182,12 +194,7 @@ fn the_grace_period_bounds_a_stop() {
     root.write("large.bin", pattern(64 * 1024 * 1024));
     let mut server = Server::start(root.path(), &["--grace", "1"]);
     // A download nobody reads would hold a worker for the whole send timeout (30 s).
-    let mut stalled = server.connect();
-    stalled
-        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 1024];
-    assert!(common::read_some(&mut stalled, &mut first) > 0);
+    let (_stalled, _) = start_download(&server);
     common::signal(server.pid(), libc::SIGTERM);
     let begun = Instant::now();
     let status = server.wait_exit();
@@ -264,18 +271,10 @@ fn sigterm_lets_a_download_finish_then_exits_zero() {
     let root = site();
     root.write("large.bin", pattern(32 * 1024 * 1024));
     let mut server = Server::start(root.path(), &[]);
-    let mut stream = server.connect();
-    stream
-        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    // Read the head and a little of the body, so the reply is in flight, then signal.
-    let mut first = [0u8; 4096];
-    let n = common::read_some(&mut stream, &mut first);
-    assert!(first[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
+    // The reply is in flight when the signal comes.
+    let (mut stream, mut all) = start_download(&server);
     common::signal(server.pid(), libc::SIGTERM);
-    let mut rest = read_to_close(&mut stream);
-    let mut all = first[..n].to_vec();
-    all.append(&mut rest);
+    all.append(&mut read_to_close(&mut stream));
     let reply = Reply::read(&mut &all[..], false).unwrap();
     assert_eq!(
         reply.body.len(),
@@ -405,12 +404,7 @@ fn a_second_signal_exits_at_once_with_failure() {
     root.write("large.bin", pattern(64 * 1024 * 1024));
     let mut server = Server::start(root.path(), &[]);
     // A download that is not being read keeps the graceful shutdown waiting.
-    let mut stream = server.connect();
-    stream
-        .write_all(b"GET /large.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut first = [0u8; 1024];
-    assert!(common::read_some(&mut stream, &mut first) > 0);
+    let (_stream, _) = start_download(&server);
     common::signal(server.pid(), libc::SIGTERM);
     let begun = Instant::now();
     // The first signal has been handled once the listener is closed; only then is the

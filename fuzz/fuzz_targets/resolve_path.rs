@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let root = root();
     match files::resolve(root, &path, split.query) {
-        Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory(real)) => {
+        Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory { real, .. }) => {
             assert!(real.starts_with(root), "{target:?} -> {real:?}");
         }
         Ok(Resolved::Redirect(location)) => assert!(!location.starts_with("//")),
