@@ -13,6 +13,47 @@ use crate::error::ErrorPages;
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `--grace`: how long in-flight replies may take to finish after SIGTERM/SIGINT.
 pub const GRACE: Duration = Duration::from_secs(30);
+/// Default for `--header-timeout`: how long a request head may take from its first byte.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for `--header-min-rate`, in bytes per second.
+pub const HEADER_MIN_RATE: u32 = 100;
+
+/// How new connections reach the workers (`--dispatch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Straight onto the workers' queue; a worker that finds no bytes yet parks it.
+    Direct,
+    /// As `Direct`, with `TCP_DEFER_ACCEPT`: the kernel completes `accept` only once the
+    /// client has sent data, so workers rarely see an empty connection.
+    Defer,
+    /// Into the poller first; it reaches a worker when its first bytes arrive.
+    Poll,
+}
+
+impl Dispatch {
+    pub fn parse(value: &str) -> Result<Dispatch, ConfigError> {
+        match value {
+            "direct" => Ok(Dispatch::Direct),
+            "defer" => Ok(Dispatch::Defer),
+            "poll" => Ok(Dispatch::Poll),
+            _ => Err(ConfigError(format!(
+                "--dispatch '{value}': expected direct, defer or poll"
+            ))),
+        }
+    }
+}
+
+/// How long a connection may wait for its client before it is given up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Keep-alive idle (`-t`): from the end of a reply, or from accept, to the next byte.
+    pub idle: Duration,
+    /// From the first byte of a head to its end (`--header-timeout`).
+    pub header: Duration,
+    /// Bytes per second a head must keep up, after a second of slack (`--header-min-rate`);
+    /// 0 turns the rate check off.
+    pub header_min_rate: u32,
+}
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -21,8 +62,13 @@ pub struct Config {
     pub root: PathBuf,
     pub workers: usize,
     pub addr: SocketAddr,
-    /// Keep-alive idle timeout, and the time a request head has to arrive in full.
-    pub timeout: Duration,
+    /// Keep-alive idle timeout and request-head deadlines.
+    pub deadlines: Deadlines,
+    /// The most connections open at once (`--max-connections`); `None` derives it from the
+    /// open-file limit.
+    pub max_connections: Option<usize>,
+    /// How new connections reach the workers (`--dispatch`).
+    pub dispatch: Dispatch,
     /// Access log file; `None` logs to stderr.
     pub access_log: Option<PathBuf>,
     /// How long one write may wait for a client that does not read (`--send-timeout`).
@@ -89,7 +135,13 @@ impl Config {
             root,
             workers,
             addr: SocketAddr::new(ip, port),
-            timeout: Duration::from_secs(timeout_secs),
+            deadlines: Deadlines {
+                idle: Duration::from_secs(timeout_secs),
+                header: HEADER_TIMEOUT,
+                header_min_rate: HEADER_MIN_RATE,
+            },
+            max_connections: None,
+            dispatch: Dispatch::Direct,
             access_log,
             send_timeout: SEND_TIMEOUT,
             grace: GRACE,
@@ -109,6 +161,27 @@ impl Config {
         }
         self.send_timeout = Duration::from_secs(send_secs);
         self.grace = Duration::from_secs(grace_secs);
+        Ok(self)
+    }
+
+    /// `--header-timeout SECS` (at least 1) and `--header-min-rate BYTES` (0: no rate check).
+    pub fn with_header_limits(mut self, secs: u64, min_rate: u32) -> Result<Config, ConfigError> {
+        if secs == 0 {
+            return Err(ConfigError(
+                "--header-timeout must be at least 1 second".into(),
+            ));
+        }
+        self.deadlines.header = Duration::from_secs(secs);
+        self.deadlines.header_min_rate = min_rate;
+        Ok(self)
+    }
+
+    /// `--max-connections N` (at least 1; unset: derived from the open-file limit).
+    pub fn with_max_connections(mut self, max: Option<usize>) -> Result<Config, ConfigError> {
+        if max == Some(0) {
+            return Err(ConfigError("--max-connections must be at least 1".into()));
+        }
+        self.max_connections = max;
         Ok(self)
     }
 
@@ -177,6 +250,13 @@ mod tests {
         let base = || Config::new(Path::new("."), 1, "::1", 0, 1, None).unwrap();
         assert!(base().with_health(Some("/healthz".into())).is_ok());
         assert!(base().with_timeouts(0, 30).is_err());
+        assert!(base().with_header_limits(0, 100).is_err());
+        assert!(base().with_max_connections(Some(0)).is_err());
+        let limited = base().with_header_limits(3, 0).unwrap();
+        assert_eq!(limited.deadlines.header, Duration::from_secs(3));
+        assert_eq!(limited.deadlines.header_min_rate, 0);
+        assert_eq!(Dispatch::parse("poll"), Ok(Dispatch::Poll));
+        assert!(Dispatch::parse("fast").is_err());
         let timed = base().with_timeouts(2, 0).unwrap();
         assert_eq!(
             (timed.send_timeout, timed.grace),

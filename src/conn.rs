@@ -1,20 +1,23 @@
 //! One connection's turn on a worker: read what has arrived (never waiting for more), parse,
 //! respond, log, and say what happens next: park it until the client sends more, keep going
 //! with pipelined requests, or close. The only module that reads or writes a client socket.
-//! May use: request, handler, response, error, accesslog.
+//! May use: request, handler, response, error, accesslog, config (deadlines), pool (panic text).
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::accesslog::{AccessLog, Entry};
+use crate::config::Deadlines;
 use crate::error::HttpError;
 use crate::handler::{self, Site};
+use crate::pool::panic_message;
 use crate::request::{self, Framing, Method, Parsed, Request};
 use crate::response::{clf_time, Body, Clock, Response};
 
@@ -23,6 +26,8 @@ use crate::response::{clf_time, Body, Clock, Response};
 pub const SMALL_BODY: u64 = 32 * 1024;
 /// Requests served back to back from one connection's buffer before it yields the worker.
 const TURN: usize = 32;
+/// Time a head gets before the minimum rate applies (a slow link's first round trips).
+pub const HEADER_SLACK: Duration = Duration::from_secs(2);
 /// How much a worker reads at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// The most a lingering close reads and throws away.
@@ -39,6 +44,8 @@ pub struct Conn {
     head_started: Option<Instant>,
     /// The poller's verdict: the head did not complete before the deadline.
     expired: bool,
+    /// Requests answered on this connection so far.
+    served: u64,
     drained: usize,
     _slot: Slot,
 }
@@ -64,12 +71,7 @@ impl Drop for Slot {
 impl Conn {
     /// Wraps an accepted socket. `TCP_NODELAY` matters: a head and a sendfile body are two
     /// writes, and Nagle would hold the second behind the client's delayed ACK.
-    pub fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        send_timeout: std::time::Duration,
-        slot: Slot,
-    ) -> Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, send_timeout: Duration, slot: Slot) -> Conn {
         if let Err(err) = stream
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(send_timeout)))
@@ -82,6 +84,7 @@ impl Conn {
             pending: Vec::new(),
             head_started: None,
             expired: false,
+            served: 0,
             drained: 0,
             _slot: slot,
         }
@@ -97,17 +100,43 @@ impl Conn {
         !self.pending.is_empty()
     }
 
-    /// When a connection parked now should be given up: `timeout` after the first byte of
-    /// an incomplete head (so a slow sender cannot stretch it byte by byte), else `timeout`
-    /// from now (keep-alive idle).
-    pub fn deadline(&self, timeout: std::time::Duration) -> Instant {
-        self.head_started.unwrap_or_else(Instant::now) + timeout
+    /// Whether the connection waits for a request with nothing of it read yet: a keep-alive
+    /// connection between requests, or a new one before its first byte.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && !self.expired
+    }
+
+    /// Whether the connection has answered a request (so closing it while idle loses nothing
+    /// a client is waiting for).
+    pub fn has_served(&self) -> bool {
+        self.served > 0
+    }
+
+    /// When a connection parked now should be given up. Idle: `deadlines.idle` from now.
+    /// With part of a head: the header deadline from its first byte (so a slow sender cannot
+    /// stretch it byte by byte), or sooner if the head falls behind the minimum rate.
+    pub fn deadline(&self, deadlines: &Deadlines) -> Instant {
+        match self.head_started {
+            None => Instant::now() + deadlines.idle,
+            Some(started) => started + head_allowance(deadlines, self.pending.len()),
+        }
     }
 
     /// Marks the connection as having missed its head deadline; its next turn answers 408.
     pub fn expire(&mut self) {
         self.expired = true;
     }
+}
+
+/// How long a head that has `received` bytes so far may take from its first byte: the
+/// header timeout, or less if it falls behind the minimum rate. Like mod_reqtimeout's
+/// `MinRate`, every `rate` bytes buy one more second, starting from [`HEADER_SLACK`].
+fn head_allowance(deadlines: &Deadlines, received: usize) -> Duration {
+    if deadlines.header_min_rate == 0 {
+        return deadlines.header;
+    }
+    let earned = Duration::from_secs_f64(received as f64 / f64::from(deadlines.header_min_rate));
+    (HEADER_SLACK + earned).min(deadlines.header)
 }
 
 /// What the connection needs next, decided by [`serve`].
@@ -128,6 +157,7 @@ pub enum Next {
 pub struct Context {
     pub site: Site,
     pub log: AccessLog,
+    pub deadlines: Deadlines,
     /// Set on shutdown: finish the reply in hand, then close.
     pub stopping: Arc<AtomicBool>,
 }
@@ -161,6 +191,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         match request::parse(input) {
             Ok(Parsed::Complete(request, head_len)) => {
                 conn.head_started = None;
+                conn.served += 1;
                 let (after, used) = answer(&conn, ctx, output, clock, &request, input, head_len);
                 input.drain(..used);
                 match after {
@@ -199,10 +230,18 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Ok(0) => return Next::Close,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if ctx.stopping.load(Ordering::Relaxed) && input.is_empty() {
+                if input.is_empty() && conn.has_served() && ctx.stopping.load(Ordering::Relaxed) {
                     return Next::Close;
                 }
                 conn.pending.extend_from_slice(input);
+                if conn.head_started.is_some() && Instant::now() >= conn.deadline(&ctx.deadlines) {
+                    // Data kept coming, but too slowly: the poller never saw it idle long
+                    // enough to expire it.
+                    conn.pending.clear();
+                    let line = request::request_line(input).to_vec();
+                    reply_error(&conn, ctx, output, clock, HttpError::RequestTimeout, &line);
+                    return linger(conn);
+                }
                 return Next::Park(conn);
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -244,7 +283,20 @@ fn answer(
         },
         Framing::Chunked => body_unread = true,
     }
-    let (response, mut keep_alive) = match handler::respond(request, &ctx.site) {
+    // A bug must cost one request, not the worker or the connection's client: a panic
+    // becomes a 500 and the connection closes (its state may be inconsistent).
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler::respond(request, &ctx.site)))
+        .unwrap_or_else(|panic| {
+            log::error!(
+                "{}: {} {}: handler panicked: {}",
+                conn.peer,
+                request.method.as_str(),
+                request.target,
+                panic_message(&*panic)
+            );
+            Err(HttpError::Internal)
+        });
+    let (response, mut keep_alive) = match outcome {
         Ok(response) => (response, request.keep_alive),
         Err(err) => {
             log::debug!(
@@ -297,6 +349,52 @@ fn answer(
         Ok(_) => After::Close,
     };
     (after, used)
+}
+
+/// Answers a connection the server has no room for: whatever request has already arrived is
+/// read (so closing does not reset the reply away), then `503` with `Retry-After`, then the
+/// write side closes. Never waits: the accept loop calls this. Returns the connection to
+/// linger on if `slot` allows it, else `None` (closed at once).
+pub fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Context,
+    scratch: &mut Scratch,
+    slot: Option<Slot>,
+) -> Option<Conn> {
+    let Scratch {
+        input,
+        output,
+        clock,
+    } = scratch;
+    input.clear();
+    let _ = stream.set_nonblocking(true);
+    let _ = recv_nonblocking(&stream, input);
+    let response = ctx.site.pages.render(HttpError::Unavailable);
+    let status = response.status;
+    response.encode_head(clock.now(), false, output);
+    let body = match &response.body {
+        Body::Static(bytes) => *bytes,
+        Body::Bytes(bytes) => &bytes[..],
+        _ => &[],
+    };
+    output.extend_from_slice(body);
+    // One attempt on an empty send buffer; a huge custom page may be cut short.
+    let sent = (&stream).write(output).map_or(0, |n| n);
+    let body_sent = sent.saturating_sub(output.len() - body.len()) as u64;
+    let line = request::request_line(input).to_vec();
+    ctx.log.record(&Entry {
+        client: peer.ip(),
+        time: &clf_time(clock.now()),
+        request_line: &line,
+        status,
+        bytes: body_sent,
+        referer: None,
+        user_agent: None,
+    });
+    let slot = slot?;
+    let _ = stream.shutdown(Shutdown::Write);
+    Some(Conn::new(stream, peer, Duration::from_secs(1), slot))
 }
 
 fn linger(conn: Conn) -> Next {

@@ -36,6 +36,8 @@ pub struct Site {
 
 /// The reply to `request`.
 pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
+    #[cfg(debug_assertions)]
+    fault_injection(request);
     // RFC 9110 §9.1: GET and HEAD are the methods a static server implements.
     if !matches!(request.method, Method::Get | Method::Head) {
         return Err(HttpError::MethodNotAllowed);
@@ -57,6 +59,17 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
             content_type,
             real,
         } => file_reply(request, site, file, meta, content_type, &real),
+    }
+}
+
+/// Debug builds only (compiled out of release): a request for the path named by
+/// `HTTPD_DEBUG_PANIC_PATH` panics, so tests can prove a bug costs one request, not a worker.
+#[cfg(debug_assertions)]
+fn fault_injection(request: &Request) {
+    if let Some(path) = std::env::var_os("HTTPD_DEBUG_PANIC_PATH") {
+        if request.target.as_bytes() == path.as_encoded_bytes() {
+            panic!("fault injected for {}", request.target);
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
+use httpd::config::Dispatch;
 use httpd::{server, Config, Server};
 
 /// Serve a folder over HTTP/1.1 with a fixed pool of worker threads.
@@ -22,7 +23,7 @@ struct Args {
     /// port to listen on; 0 picks a free one (default: 8080)
     #[argh(option, short = 'p', default = "8080")]
     port: u16,
-    /// seconds a keep-alive connection may idle, and a request head may take (default: 5)
+    /// seconds a connection may wait idle for its next request (default: 5)
     #[argh(option, short = 't', default = "5")]
     timeout: u64,
     /// access log file, appended to (default: stderr)
@@ -34,6 +35,21 @@ struct Args {
     /// seconds in-flight replies may take after SIGTERM/SIGINT (default: 30)
     #[argh(option, default = "30")]
     grace: u64,
+    /// seconds a request head may take from its first byte to its end (default: 10)
+    #[argh(option, default = "10")]
+    header_timeout: u64,
+    /// bytes per second a request head must keep up after its first 2 seconds; 0 turns the
+    /// check off (default: 100)
+    #[argh(option, default = "100")]
+    header_min_rate: u32,
+    /// most connections open at once; at the limit the oldest idle one is closed, else
+    /// newcomers get 503 (default: the open-file limit less a reserve)
+    #[argh(option)]
+    max_connections: Option<usize>,
+    /// how new connections reach the workers: direct, defer (TCP_DEFER_ACCEPT) or poll
+    /// (default: direct)
+    #[argh(option, default = "String::from(\"direct\")")]
+    dispatch: String,
     /// list directories that have no index.html (default: 403)
     #[argh(switch)]
     list: bool,
@@ -87,12 +103,15 @@ fn run(args: Args) -> Result<(), String> {
         args.log,
     )
     .and_then(|config| config.with_timeouts(args.send_timeout, args.grace))
+    .and_then(|config| config.with_header_limits(args.header_timeout, args.header_min_rate))
+    .and_then(|config| config.with_max_connections(args.max_connections))
     .and_then(|config| config.with_health(args.health))
     .and_then(|config| config.with_cache_control(args.cache_control))
     .and_then(|config| config.with_error_pages(args.error_pages.as_deref()))
-    .map(|mut config| {
+    .and_then(|mut config| {
         config.list = args.list;
-        config
+        config.dispatch = Dispatch::parse(&args.dispatch)?;
+        Ok(config)
     })
     .map_err(|err| err.to_string())?;
     let server = Server::bind(config).map_err(|err| err.to_string())?;

@@ -3,7 +3,7 @@
 //! closed (or, with half a head, handed back for a 408); a lingering close is drained here.
 //! May use: polling, conn.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -38,11 +38,26 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// Keys grow with every park, so the map's order is the order connections were parked
+    /// in: the first idle entry is the connection idle the longest.
     next_key: usize,
-    parked: HashMap<usize, Parked>,
+    parked: BTreeMap<usize, Parked>,
     /// Connections with requests already buffered, to be queued again by the poller thread.
     ready: Vec<Conn>,
-    stopping: bool,
+    /// Shutting down: idle connections that have been served are closed, the rest are held
+    /// until they finish or `stop_by` passes.
+    stopping: Option<Instant>,
+    /// The poller thread has returned: nothing can be parked any more.
+    closed: bool,
+}
+
+impl Parked {
+    /// Closing it loses nothing: it waits for a next request that has not started.
+    fn closable(&self, served_only: bool) -> bool {
+        self.wait == Wait::Request
+            && self.conn.is_idle()
+            && (!served_only || self.conn.has_served())
+    }
 }
 
 struct Parked {
@@ -70,10 +85,12 @@ impl Parker {
     }
 
     /// Holds `conn` until it is readable (or, for [`Wait::Drain`], until the client closes)
-    /// or `deadline` passes. After [`Parker::stop`], the connection is closed instead.
+    /// or `deadline` passes. While stopping, an idle keep-alive connection is closed instead;
+    /// once the poller has stopped, every connection is.
     pub fn park(&self, conn: Conn, wait: Wait, deadline: Instant) {
         let mut state = self.state();
-        if state.stopping {
+        let idle_served = wait == Wait::Request && conn.is_idle() && conn.has_served();
+        if state.closed || (state.stopping.is_some() && idle_served) {
             return;
         }
         let key = state.next_key;
@@ -101,7 +118,7 @@ impl Parker {
     /// Queues `conn` again through the poller thread (it has buffered requests).
     pub fn requeue(&self, conn: Conn) {
         let mut state = self.state();
-        if state.stopping {
+        if state.closed {
             return;
         }
         state.ready.push(conn);
@@ -109,15 +126,40 @@ impl Parker {
         let _ = self.shared.poller.notify();
     }
 
-    /// Ends [`Parker::run`]; every parked connection is closed.
-    pub fn stop(&self) {
-        self.state().stopping = true;
-        let _ = self.shared.poller.notify();
+    /// Closes the connection that has been idle the longest (a keep-alive connection between
+    /// requests, or a new one that has sent nothing), to make room for a newcomer. Returns
+    /// whether there was one.
+    pub fn evict_idle(&self) -> bool {
+        let mut state = self.state();
+        let oldest = state
+            .parked
+            .iter()
+            .find(|(_, parked)| parked.closable(false))
+            .map(|(&key, _)| key);
+        let evicted = oldest.and_then(|key| self.take(&mut state, key));
+        drop(state);
+        evicted.is_some()
     }
 
-    /// How many connections are parked now.
-    pub fn parked(&self) -> usize {
-        self.state().parked.len()
+    /// Starts the shutdown: idle keep-alive connections close now, and [`Parker::run`]
+    /// returns once the rest (new connections, heads in progress, lingering closes) are done,
+    /// or at `stop_by`, closing whatever is left. Returns how many connections it closed.
+    pub fn stop(&self, stop_by: Instant) -> usize {
+        let mut state = self.state();
+        state.stopping = Some(stop_by);
+        let idle: Vec<usize> = state
+            .parked
+            .iter()
+            .filter(|(_, parked)| parked.closable(true))
+            .map(|(&key, _)| key)
+            .collect();
+        let closed = idle
+            .into_iter()
+            .filter_map(|key| self.take(&mut state, key))
+            .count();
+        drop(state);
+        let _ = self.shared.poller.notify();
+        closed
     }
 
     /// The poller thread: waits for readiness and deadlines until [`Parker::stop`].
@@ -139,12 +181,22 @@ impl Parker {
             let mut expired = Vec::new();
             let ready = {
                 let mut state = self.state();
-                if state.stopping {
-                    for (_, parked) in state.parked.drain() {
-                        let _ = self.shared.poller.delete(parked.conn.fd());
+                if let Some(stop_by) = state.stopping {
+                    let done = state.parked.is_empty() && state.ready.is_empty();
+                    if done || Instant::now() >= stop_by {
+                        if !done {
+                            log::warn!(
+                                "grace period over: closing {} waiting connections",
+                                state.parked.len() + state.ready.len()
+                            );
+                        }
+                        for (_, parked) in std::mem::take(&mut state.parked) {
+                            let _ = self.shared.poller.delete(parked.conn.fd());
+                        }
+                        state.ready.clear();
+                        state.closed = true;
+                        return;
                     }
-                    state.ready.clear();
-                    return;
                 }
                 for event in events.iter() {
                     if let Some(parked) = self.take(&mut state, event.key) {

@@ -61,7 +61,7 @@ impl<J: Send + 'static> Pool<J> {
                         if let Err(panic) =
                             catch_unwind(AssertUnwindSafe(|| handle(&mut state, job)))
                         {
-                            log::error!("worker {id}: job panicked: {}", panic_message(&panic));
+                            log::error!("worker {id}: job panicked: {}", panic_message(&*panic));
                             state = init();
                         }
                     }
@@ -122,7 +122,8 @@ impl<J> Drop for Pool<J> {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+/// The text of a panic's payload, for the log.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
         .copied()

@@ -128,6 +128,22 @@ impl Server {
 
     /// As [`Server::start`], with RLIMIT_NOFILE lowered to `fd_limit` in the server only.
     pub fn start_with_fd_limit(root: &Path, args: &[&str], fd_limit: Option<u32>) -> Server {
+        Self::start_with(root, args, fd_limit, &[])
+    }
+
+    /// As [`Server::start`], with extra environment variables for the server.
+    pub fn start_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(root, args, None, env)
+    }
+
+    /// The general form: an optional fd limit and extra environment. `-p` and `-a` in `args`
+    /// replace the defaults (port 0 on 127.0.0.1).
+    pub fn start_with(
+        root: &Path,
+        args: &[&str],
+        fd_limit: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let logdir = TempDir::new("log");
         let log = logdir.path().join("access.log");
         let mut command = match fd_limit {
@@ -141,12 +157,11 @@ impl Server {
             }
             None => Command::new(env!("CARGO_BIN_EXE_httpd")),
         };
-        command
-            .arg("-r")
-            .arg(root)
-            .args(["-p", "0"])
-            .arg("-l")
-            .arg(&log);
+        command.arg("-r").arg(root).arg("-l").arg(&log);
+        if !args.contains(&"-p") {
+            command.args(["-p", "0"]);
+        }
+        command.envs(env.iter().copied());
         if !args.contains(&"-a") {
             command.args(["-a", "127.0.0.1"]);
         }
@@ -242,6 +257,29 @@ impl Drop for Server {
             signal(child.id() as i32, libc::SIGTERM);
             wait_bounded(&mut child, Duration::from_secs(10));
         }
+    }
+}
+
+/// Raises this test process's open-file limit to at least `needed` (children inherit it).
+/// Returns false if the hard limit does not allow it, so the caller can skip with a message.
+pub fn raise_fd_limit(needed: u64) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return false;
+        }
+        if limit.rlim_cur >= needed {
+            return true;
+        }
+        if limit.rlim_max < needed {
+            return false;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
     }
 }
 
