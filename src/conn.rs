@@ -230,9 +230,6 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Ok(0) => return Next::Close,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                if input.is_empty() && conn.has_served() && ctx.stopping.load(Ordering::Relaxed) {
-                    return Next::Close;
-                }
                 conn.pending.extend_from_slice(input);
                 if conn.head_started.is_some() && Instant::now() >= conn.deadline(&ctx.deadlines) {
                     // Data kept coming, but too slowly: the poller never saw it idle long

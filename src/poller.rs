@@ -44,12 +44,24 @@ struct State {
     parked: BTreeMap<usize, Parked>,
     /// Connections with requests already buffered, to be queued again by the poller thread.
     ready: Vec<Conn>,
-    /// Shutting down: idle connections that have been served are closed, the rest are held
-    /// until they finish or `stop_by` passes.
-    stopping: Option<Instant>,
+    /// Shutting down: see [`Parker::stop`].
+    stopping: Option<Stopping>,
     /// The poller thread has returned: nothing can be parked any more.
     closed: bool,
 }
+
+#[derive(Clone, Copy)]
+struct Stopping {
+    /// Everything still parked is closed then.
+    by: Instant,
+    /// Idle keep-alive connections are closed then.
+    last_call: Instant,
+}
+
+/// How long idle keep-alive connections stay open after a stop begins: a client in the
+/// middle of a run of requests gets its next one answered (with `Connection: close`) instead
+/// of having it cut off by our close as it was sent.
+const LAST_CALL: Duration = Duration::from_millis(250);
 
 impl Parked {
     /// Closing it loses nothing: it waits for a next request that has not started.
@@ -87,11 +99,15 @@ impl Parker {
     /// Holds `conn` until it is readable (or, for [`Wait::Drain`], until the client closes)
     /// or `deadline` passes. While stopping, an idle keep-alive connection is closed instead;
     /// once the poller has stopped, every connection is.
-    pub fn park(&self, conn: Conn, wait: Wait, deadline: Instant) {
+    pub fn park(&self, conn: Conn, wait: Wait, mut deadline: Instant) {
         let mut state = self.state();
-        let idle_served = wait == Wait::Request && conn.is_idle() && conn.has_served();
-        if state.closed || (state.stopping.is_some() && idle_served) {
+        if state.closed {
             return;
+        }
+        if let Some(stopping) = state.stopping {
+            if wait == Wait::Request && conn.is_idle() && conn.has_served() {
+                deadline = deadline.min(stopping.last_call);
+            }
         }
         let key = state.next_key;
         state.next_key = state.next_key.wrapping_add(1) % (usize::MAX - 1);
@@ -141,25 +157,28 @@ impl Parker {
         evicted.is_some()
     }
 
-    /// Starts the shutdown: idle keep-alive connections close now, and [`Parker::run`]
-    /// returns once the rest (new connections, heads in progress, lingering closes) are done,
-    /// or at `stop_by`, closing whatever is left. Returns how many connections it closed.
+    /// Starts the shutdown. Idle keep-alive connections close after a last call of
+    /// [`LAST_CALL`] (a request that arrives meanwhile is answered with `Connection: close`);
+    /// [`Parker::run`] returns once the rest (new connections, heads in progress, lingering
+    /// closes) are done, or at `stop_by`, closing whatever is left. Returns how many idle
+    /// connections got the last call.
     pub fn stop(&self, stop_by: Instant) -> usize {
         let mut state = self.state();
-        state.stopping = Some(stop_by);
-        let idle: Vec<usize> = state
-            .parked
-            .iter()
-            .filter(|(_, parked)| parked.closable(true))
-            .map(|(&key, _)| key)
-            .collect();
-        let closed = idle
-            .into_iter()
-            .filter_map(|key| self.take(&mut state, key))
-            .count();
+        let last_call = Instant::now() + LAST_CALL;
+        state.stopping = Some(Stopping {
+            by: stop_by,
+            last_call,
+        });
+        let mut idle = 0;
+        for parked in state.parked.values_mut() {
+            if parked.closable(true) {
+                parked.deadline = parked.deadline.min(last_call);
+                idle += 1;
+            }
+        }
         drop(state);
         let _ = self.shared.poller.notify();
-        closed
+        idle
     }
 
     /// The poller thread: waits for readiness and deadlines until [`Parker::stop`].
@@ -181,9 +200,9 @@ impl Parker {
             let mut expired = Vec::new();
             let ready = {
                 let mut state = self.state();
-                if let Some(stop_by) = state.stopping {
+                if let Some(stopping) = state.stopping {
                     let done = state.parked.is_empty() && state.ready.is_empty();
-                    if done || Instant::now() >= stop_by {
+                    if done || Instant::now() >= stopping.by {
                         if !done {
                             log::warn!(
                                 "grace period over: closing {} waiting connections",

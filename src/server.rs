@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 use socket2::{Domain, Socket, Type};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use crate::accesslog::AccessLog;
 use crate::config::{Config, Dispatch};
@@ -32,14 +32,19 @@ const FD_BACKOFF: Duration = Duration::from_millis(100);
 /// arriving just after it does not reset the 503 away; the rest close at once.
 const REFUSED_LINGER: usize = 32;
 const REFUSED_LINGER_TIME: Duration = Duration::from_secs(1);
-/// Descriptors kept free of connections: the listener, pollers, log, stdio, plus one file
+/// Descriptors kept free of connections: listeners, pollers, log, stdio, plus one file
 /// per worker (and one more for a directory's index) so a worker can always open a file.
 const FD_RESERVE: usize = 32;
-const LISTENER: usize = 0;
+/// How long a stopping httpd keeps accepting after it stops being the kernel's first choice,
+/// so that handshakes already under way with it complete (a round trip, with room to spare).
+const HANDOFF: Duration = Duration::from_millis(500);
+/// At most this many listeners (one per CPU).
+const MAX_LISTENERS: usize = 64;
 
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
-    listener: TcpListener,
+    /// One per CPU (see [`listen`]), all on the same address.
+    listeners: Vec<TcpListener>,
     config: Config,
     log: AccessLog,
     stop: Arc<Stop>,
@@ -75,7 +80,7 @@ impl Server {
                 format!("cannot open access log '{}': {err}", path.display()),
             )
         })?;
-        let listener =
+        let listeners =
             listen(config.addr, config.dispatch, config.deadlines.idle).map_err(|err| {
                 io::Error::new(
                     err.kind(),
@@ -83,7 +88,7 @@ impl Server {
                 )
             })?;
         Ok(Server {
-            listener,
+            listeners,
             config,
             log,
             stop: Arc::new(Stop {
@@ -95,7 +100,10 @@ impl Server {
 
     /// The address actually bound (with the real port).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match self.listeners.first() {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::Error::other("no listener")),
+        }
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
@@ -106,7 +114,7 @@ impl Server {
     /// threads or its accept loop failed for good.
     pub fn run(self) -> io::Result<()> {
         let Server {
-            listener,
+            listeners,
             config,
             log,
             stop,
@@ -171,7 +179,7 @@ impl Server {
         };
         log::debug!("at most {limit} open connections");
         let mut acceptor = Acceptor {
-            listener: &listener,
+            listeners: &listeners,
             limit,
             open: Arc::new(AtomicUsize::new(0)),
             refused: Arc::new(AtomicUsize::new(0)),
@@ -186,14 +194,14 @@ impl Server {
         };
         let result = acceptor.run(&stop);
         drop(acceptor);
-        drop(listener);
+        drop(listeners);
         drop(to_workers);
 
         // Shutdown, in data-flow order: nothing new comes in, idle connections close,
         // in-flight requests finish (bounded by the grace period), then the log is flushed.
         let stop_by = Instant::now() + config.grace;
-        let closed = parker.stop(stop_by);
-        log::info!("shutting down: {closed} idle connections closed");
+        let idle = parker.stop(stop_by);
+        log::info!("shutting down: {idle} idle connections get a last call, then close");
         let _ = poller_thread.join();
         if !pool.shutdown(stop_by.saturating_duration_since(Instant::now())) {
             log::warn!(
@@ -208,29 +216,100 @@ impl Server {
     }
 }
 
-/// Binds with `SO_REUSEPORT`, so a new httpd can start on the port of a running one (a
-/// zero-downtime restart: start the new one, then SIGTERM the old). Another program's
-/// listener (without the option, or another user's) still makes this fail.
-fn listen(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Result<TcpListener> {
+/// Listens on `addr` with `SO_REUSEPORT`, so a new httpd can start on the port of a running
+/// one: start the new one, then SIGTERM the old (another program's listener, without the
+/// option or of another user, still makes this fail).
+///
+/// One listener per CPU, each marked with `SO_INCOMING_CPU`: Linux (6.3+) hands a new
+/// connection to a listener marked with the CPU it arrived on. On stop, the old httpd clears
+/// its marks, so from that instant the kernel prefers the new one's listeners, and the old
+/// one can empty its queues and close without resetting anyone (see [`Acceptor::run`]).
+fn listen(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Result<Vec<TcpListener>> {
+    if addr.port() != 0 && port_has_listener(addr) {
+        log::warn!("another listener holds {addr}: sharing the port with it (SO_REUSEPORT)");
+    }
+    let first = listen_one(addr, dispatch, idle)?;
+    let addr = first.local_addr()?;
+    let marked = set_incoming_cpu(&first, 0).is_ok();
+    let mut listeners = vec![first];
+    if marked {
+        for cpu in 1..cpu_count() {
+            let listener = listen_one(addr, dispatch, idle)?;
+            set_incoming_cpu(&listener, cpu as libc::c_int)?;
+            listeners.push(listener);
+        }
+    } else {
+        log::debug!(
+            "SO_INCOMING_CPU unsupported: one listener; restarts may reset a few connections"
+        );
+    }
+    Ok(listeners)
+}
+
+fn listen_one(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Restarts must not wait for TIME_WAIT to clear.
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    if addr.port() != 0 && port_has_listener(addr) {
-        log::warn!("another listener holds {addr}: sharing the port with it (SO_REUSEPORT)");
-    }
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     if dispatch == Dispatch::Defer {
         let secs = libc::c_int::try_from(idle.as_secs()).unwrap_or(libc::c_int::MAX);
-        set_defer_accept(&socket, secs)?;
+        set_int_option(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            secs,
+        )?;
     }
     socket.listen(BACKLOG)?;
     let listener: TcpListener = socket.into();
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// CPUs the kernel may process packets on (configured, not just the ones we may run on).
+fn cpu_count() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    usize::try_from(n).unwrap_or(1).clamp(1, MAX_LISTENERS)
+}
+
+/// Marks a listener as the kernel's choice for connections arriving on `cpu`; -1 unmarks.
+fn set_incoming_cpu(listener: &impl AsRawFd, cpu: libc::c_int) -> io::Result<()> {
+    set_int_option(
+        listener.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_INCOMING_CPU,
+        cpu,
+    )
+}
+
+/// setsockopt(2) for an int-valued option: `TCP_DEFER_ACCEPT` and `SO_INCOMING_CPU`, which
+/// socket2 has no setters for.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid descriptor and a pointer to a local c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether some socket already listens on `addr`: a bind without `SO_REUSEPORT` fails then.
@@ -245,27 +324,6 @@ fn port_has_listener(addr: SocketAddr) -> bool {
     matches!(probe.bind(&addr.into()), Err(err) if err.kind() == io::ErrorKind::AddrInUse)
 }
 
-/// `TCP_DEFER_ACCEPT`: accept(2) returns a connection only once its first data has arrived
-/// (or after about `secs`), so a worker's first read rarely finds nothing.
-fn set_defer_accept(socket: &Socket, secs: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt with a valid descriptor and a pointer to a local c_int of the size
-    // passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// A descriptor held in reserve: when accept(2) fails with EMFILE, closing it makes room to
 /// accept one pending connection and answer it 503, instead of leaving clients to wait in
 /// the backlog or spinning on a listener that stays readable.
@@ -275,7 +333,7 @@ fn spare_fd() -> Option<File> {
 
 /// The accept loop and admission control. Runs on the thread that called [`Server::run`].
 struct Acceptor<'a> {
-    listener: &'a TcpListener,
+    listeners: &'a [TcpListener],
     limit: usize,
     /// Connections counted against `limit` (each holds a [`Slot`]).
     open: Arc<AtomicUsize>,
@@ -301,58 +359,82 @@ enum Accepted {
 }
 
 impl Acceptor<'_> {
-    /// Accepts until shutdown is requested, then takes in what is already queued (so a
-    /// restart behind SO_REUSEPORT drops nothing that reached this listener) and returns.
+    /// Accepts until shutdown is requested. Then hands off: the listeners stop being the
+    /// kernel's first choice (so another httpd on the port takes new connections), accepting
+    /// goes on for [`HANDOFF`] so handshakes already bound here complete, and what is queued
+    /// is taken in before the listeners close. A restart drops nothing.
     fn run(&mut self, stop: &Stop) -> io::Result<()> {
-        // SAFETY: the listener outlives the registration; it is deleted before returning.
-        unsafe { stop.poller.add(self.listener, Event::readable(LISTENER))? };
+        for (key, listener) in self.listeners.iter().enumerate() {
+            // SAFETY: the listeners outlive their registrations, deleted before returning.
+            unsafe { stop.poller.add(listener, Event::readable(key))? };
+        }
+        let every: Vec<usize> = (0..self.listeners.len()).collect();
         let mut events = Events::new();
         let mut backoff_until: Option<Instant> = None;
+        let mut handoff_until: Option<Instant> = None;
         let result = loop {
-            if stop.requested.load(Ordering::SeqCst) {
-                while let Accepted::More = self.accept_one() {}
+            if handoff_until.is_none() && stop.requested.load(Ordering::SeqCst) {
+                for listener in self.listeners {
+                    let _ = set_incoming_cpu(listener, -1);
+                }
+                handoff_until = Some(Instant::now() + HANDOFF);
+            }
+            if handoff_until.is_some_and(|until| Instant::now() >= until) {
+                for &key in &every {
+                    while let Accepted::More = self.accept_one(key) {}
+                }
                 break Ok(());
             }
             events.clear();
-            let timeout =
-                backoff_until.map(|until| until.saturating_duration_since(Instant::now()));
+            let wake = match (backoff_until, handoff_until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake.map(|until| until.saturating_duration_since(Instant::now()));
             if let Err(err) = stop.poller.wait(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 break Err(err);
             }
-            if let Some(until) = backoff_until {
-                if Instant::now() < until {
-                    continue;
-                }
-                backoff_until = None;
-            }
-            loop {
-                match self.accept_one() {
-                    Accepted::More => {}
-                    Accepted::Empty => break,
-                    Accepted::Exhausted => {
-                        backoff_until = Some(Instant::now() + FD_BACKOFF);
-                        break;
+            let keys: Vec<usize> = match backoff_until {
+                Some(until) if Instant::now() < until => continue,
+                // After a pause, every listener may have connections waiting.
+                Some(_) => every.clone(),
+                None => events.iter().map(|event| event.key).collect(),
+            };
+            backoff_until = None;
+            for key in keys {
+                loop {
+                    match self.accept_one(key) {
+                        Accepted::More => {}
+                        Accepted::Empty => break,
+                        Accepted::Exhausted => {
+                            backoff_until = Some(Instant::now() + FD_BACKOFF);
+                            break;
+                        }
                     }
                 }
-            }
-            // The registration is one-shot: arm it again.
-            if let Err(err) = stop.poller.modify(self.listener, Event::readable(LISTENER)) {
-                break Err(err);
+                // The registration is one-shot: arm it again.
+                stop.poller
+                    .modify(&self.listeners[key], Event::readable(key))?;
             }
         };
-        let _ = stop.poller.delete(self.listener);
+        for listener in self.listeners {
+            let _ = stop.poller.delete(listener);
+        }
         result
     }
 
     /// Accepts one connection and admits or refuses it.
-    fn accept_one(&mut self) -> Accepted {
+    fn accept_one(&mut self, key: usize) -> Accepted {
+        let Some(listener) = self.listeners.get(key) else {
+            return Accepted::Empty;
+        };
         if self.spare.is_none() {
             self.spare = spare_fd();
         }
-        match self.listener.accept() {
+        match listener.accept() {
             Ok((stream, peer)) => {
                 self.admit(stream, peer);
                 Accepted::More
@@ -364,7 +446,7 @@ impl Acceptor<'_> {
                     // accept(2) takes a descriptor before it looks at the queue, so EMFILE
                     // does not mean anyone is waiting: an empty queue ends the round.
                     self.spare = None;
-                    let next = match self.listener.accept() {
+                    let next = match listener.accept() {
                         Ok((stream, peer)) => {
                             log::warn!("accept: {err}; answering {peer} with 503");
                             conn::refuse(stream, peer, self.ctx, &mut self.scratch, None);
@@ -452,7 +534,7 @@ fn connection_budget(workers: usize) -> usize {
         }
     }
     let fds = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
-    fds.saturating_sub(FD_RESERVE + 2 * workers + REFUSED_LINGER)
+    fds.saturating_sub(FD_RESERVE + MAX_LISTENERS + 2 * workers + REFUSED_LINGER)
         .max(1)
 }
 

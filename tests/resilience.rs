@@ -1,0 +1,358 @@
+//! Issue 4 over real sockets: idle and slow clients never hold a worker, every deadline is
+//! crossed, admission control at the connection limit, a panicking request, stop and restart.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{closed_by_server, read_to_close, site, Reply, Server};
+
+const REQUEST: &[u8] = b"GET /style.css HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/// Sends one keep-alive request on `stream` and returns the reply's status.
+fn ask(stream: &mut TcpStream) -> u16 {
+    stream.write_all(REQUEST).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    Reply::read(&mut reader, false).unwrap().status
+}
+
+/// Writes `chunk` every `every` until the server answers or closes (a write fails) or `stop`.
+fn drip(mut stream: TcpStream, chunk: &'static [u8], every: Duration, stop: Arc<AtomicBool>) {
+    thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) && stream.write_all(chunk).is_ok() {
+            thread::sleep(every);
+        }
+    });
+}
+
+/// Reads the reply a slow client gets, with how long after `since` it ended.
+fn reply_of(stream: &mut TcpStream, since: Instant) -> (String, Duration) {
+    let bytes = read_to_close(stream);
+    (
+        String::from_utf8_lossy(&bytes).into_owned(),
+        since.elapsed(),
+    )
+}
+
+#[test]
+fn two_thousand_idle_and_two_hundred_slowloris_leave_normal_requests_fast() {
+    if !common::raise_fd_limit(3000) {
+        eprintln!("SKIPPED: the open-file hard limit is below 3000; cannot hold 2200 clients");
+        return;
+    }
+    let root = site();
+    // Two workers; long deadlines so nothing is closed while the test holds it.
+    let server = Server::start(
+        root.path(),
+        &[
+            "-w",
+            "2",
+            "-t",
+            "60",
+            "--header-timeout",
+            "60",
+            "--header-min-rate",
+            "0",
+        ],
+    );
+    // 2000 keep-alive connections, each served once and then left idle.
+    let mut idle: Vec<TcpStream> = (0..2000).map(|_| server.connect()).collect();
+    for stream in &mut idle {
+        stream.write_all(REQUEST).unwrap();
+    }
+    for stream in &mut idle {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
+    }
+    // 200 slowloris connections: a head that grows by one header line every half second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let mut stream = server.connect();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+        drip(
+            stream.try_clone().unwrap(),
+            b"X-a: b\r\n",
+            Duration::from_millis(500),
+            Arc::clone(&stop),
+        );
+        slow.push(stream);
+    }
+    // 50 normal clients, one after another, each on a new connection.
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        let started = Instant::now();
+        let reply = server.get("/index.html");
+        assert_eq!(reply.status, 200);
+        worst = worst.max(started.elapsed());
+    }
+    assert!(
+        worst < Duration::from_secs(1),
+        "slowest request took {worst:?}"
+    );
+    // The idle ones were never dropped: a sample still works.
+    for stream in idle.iter_mut().step_by(400) {
+        assert_eq!(ask(stream), 200);
+    }
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn a_head_that_keeps_dripping_gets_408_at_the_header_deadline() {
+    let root = site();
+    // Fast enough for the minimum rate (about 300 B/s), never finished: only the header
+    // deadline can end it. One worker, which must stay free meanwhile.
+    let server = Server::start(root.path(), &["-w", "1", "--header-timeout", "2"]);
+    let mut slow = server.connect();
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    drip(
+        slow.try_clone().unwrap(),
+        b"X-Padding: aaaaaaaaaaaaaaaaaaaa\r\n",
+        Duration::from_millis(100),
+        Arc::clone(&stop),
+    );
+    assert_eq!(server.get("/style.css").status, 200);
+    let (reply, after) = reply_of(&mut slow, started);
+    stop.store(true, Ordering::Relaxed);
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    assert!(reply.contains("Connection: close"), "{reply}");
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(6),
+        "408 after {after:?}"
+    );
+}
+
+#[test]
+fn a_head_slower_than_the_minimum_rate_gets_408_early() {
+    let root = site();
+    // A 30 s header deadline, but 50 B/s required after 2 s of slack: a byte every 200 ms
+    // (5 B/s) falls behind at about 2.5 s.
+    let server = Server::start(
+        root.path(),
+        &["--header-timeout", "30", "--header-min-rate", "50"],
+    );
+    let mut slow = server.connect();
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    drip(
+        slow.try_clone().unwrap(),
+        b"X",
+        Duration::from_millis(200),
+        Arc::clone(&stop),
+    );
+    let (reply, after) = reply_of(&mut slow, started);
+    stop.store(true, Ordering::Relaxed);
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    assert!(
+        after >= Duration::from_millis(1900) && after < Duration::from_secs(10),
+        "408 after {after:?}"
+    );
+
+    // The same drip at a rate above the minimum is left alone until the head completes.
+    let mut steady = server.connect();
+    steady.write_all(b"GET /style.css HTTP/1.1\r\n").unwrap();
+    for _ in 0..30 {
+        steady.write_all(b"X-Padding: aaaaaaaaaaaaaaa\r\n").unwrap();
+        thread::sleep(Duration::from_millis(100));
+    }
+    steady.write_all(b"Host: t\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(steady.try_clone().unwrap());
+    assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
+}
+
+#[test]
+fn at_the_limit_the_oldest_idle_connection_makes_room_then_newcomers_get_503() {
+    let root = site();
+    let mut server = Server::start(
+        root.path(),
+        &[
+            "-w",
+            "2",
+            "--max-connections",
+            "4",
+            "-t",
+            "60",
+            "--header-timeout",
+            "60",
+            "--header-min-rate",
+            "0",
+        ],
+    );
+    // Four idle keep-alive connections, oldest first.
+    let mut open: Vec<TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let mut stream = server.connect();
+        assert_eq!(ask(&mut stream), 200);
+        open.push(stream);
+    }
+    // A fifth: the oldest idle one is closed to make room, and the newcomer is served.
+    let mut fifth = server.connect();
+    assert_eq!(ask(&mut fifth), 200);
+    let mut oldest = open.remove(0);
+    assert!(
+        closed_by_server(&mut oldest),
+        "the oldest idle connection stayed open"
+    );
+    open.push(fifth);
+    // The other three are still there.
+    for stream in open.iter_mut().take(3) {
+        assert_eq!(ask(stream), 200);
+    }
+    // Now make all four busy (a head in progress each): nothing is idle, so a newcomer gets
+    // 503 with Retry-After, at once, and the busy ones are untouched.
+    for stream in &mut open {
+        stream.write_all(b"GET /style.css HTTP/1.1\r\n").unwrap();
+    }
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut newcomer = server.connect();
+    newcomer
+        .write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(newcomer.try_clone().unwrap());
+    let reply = Reply::read(&mut reader, false).unwrap();
+    assert_eq!(reply.status, 503, "{}", reply.head);
+    assert_eq!(reply.header("Retry-After"), Some("1"));
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(closed_by_server(&mut newcomer));
+    for stream in &mut open {
+        stream.write_all(b"Host: t\r\n\r\n").unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
+    }
+    assert!(server.terminate().success());
+    let lines = server.log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"GET /index.html HTTP/1.1\" 503 ")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_panicking_request_costs_one_request_not_a_worker() {
+    let root = site();
+    let server = Server::start_with_env(
+        root.path(),
+        &["-w", "2"],
+        &[("HTTPD_DEBUG_PANIC_PATH", "/boom")],
+    );
+    // Five times as many panics as workers: if a panic cost a worker, nothing would be left.
+    for _ in 0..10 {
+        let reply = server.get("/boom");
+        assert_eq!(reply.status, 500);
+        assert_eq!(reply.header("Connection"), Some("close"));
+    }
+    // Both workers still serve: two downloads in flight at once, then more requests.
+    let mut a = server.connect();
+    let mut b = server.connect();
+    for stream in [&mut a, &mut b] {
+        stream
+            .write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    for stream in [&mut a, &mut b] {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
+    }
+    for _ in 0..20 {
+        assert_eq!(server.get("/style.css").status, 200);
+    }
+}
+
+#[test]
+fn sigterm_closes_idle_connections_at_once_and_serves_new_ones_before_exiting() {
+    let root = site();
+    let mut server = Server::start(root.path(), &["-t", "30"]);
+    let mut idle = server.connect();
+    assert_eq!(ask(&mut idle), 200);
+    let mut fresh = server.connect();
+    // Let the server take the new connection in before the signal.
+    thread::sleep(Duration::from_millis(200));
+    common::signal(server.pid(), libc::SIGTERM);
+    let started = Instant::now();
+    assert!(closed_by_server(&mut idle));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A connection accepted before the stop still gets its (last) answer.
+    fresh
+        .write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(fresh.try_clone().unwrap());
+    let reply = Reply::read(&mut reader, false).unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("Connection"), Some("close"));
+    assert!(server.wait_exit().success());
+}
+
+#[test]
+fn two_instances_share_a_port_and_a_restart_loses_no_request() {
+    let root = site();
+    let mut old = Server::start(root.path(), &[]);
+    let port = old.addr.port().to_string();
+    let new = Server::start(root.path(), &["-p", &port]);
+    assert_eq!(new.addr, old.addr);
+
+    // Clients on new connections, nonstop, while the old instance is stopped.
+    let addr = old.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            let served = Arc::clone(&served);
+            thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let outcome = std::panic::catch_unwind(|| {
+                        let mut stream = common::connect(addr);
+                        stream
+                            .write_all(
+                                b"GET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                            )
+                            .map_err(|err| err.to_string())?;
+                        let mut reader = BufReader::new(stream);
+                        Reply::read(&mut reader, false)
+                            .map(|reply| reply.status)
+                            .map_err(|err| err.to_string())
+                    });
+                    match outcome {
+                        Ok(Ok(200)) => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Ok(status)) => failures.push(format!("status {status}")),
+                        Ok(Err(err)) => failures.push(err),
+                        Err(_) => failures.push("connect failed".to_string()),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    assert!(common::wait_until(Duration::from_secs(10), || served
+        .load(Ordering::Relaxed)
+        >= 200));
+    assert!(old.terminate().success());
+    let at_stop = served.load(Ordering::Relaxed);
+    assert!(common::wait_until(Duration::from_secs(10), || served
+        .load(Ordering::Relaxed)
+        >= at_stop + 200));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    // Both instances served: the old one until its stop, the new one after.
+    assert!(old.log_lines().len() > 10);
+    assert!(new.get("/index.html").status == 200);
+}
