@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Regenerates the ApacheBench baseline in this folder.
 #
-# For each worker count it starts a release build of httpd on a free loopback port serving
+# For each dispatch mode (--dispatch direct|defer|poll) and worker count it starts a release build of httpd on a free loopback port serving
 # ./docroot (access log to a temporary file, as in production), runs
 #   ab -c 100 -n 50000 http://127.0.0.1:PORT/index.html      (a new connection per request)
 #   ab -k -c 100 -n 50000 http://127.0.0.1:PORT/index.html   (HTTP/1.0 keep-alive)
 # saves each raw ab output unedited under a header (commit, command lines, machine), stops the
-# server with SIGTERM, and rewrites README.md here with a summary table.
+# server with SIGTERM, and rewrites README.md here with a summary table. Besides req/s it
+# records the server's own CPU time per request (utime+stime from /proc), which is steadier
+# than req/s on a shared 2-core box and is what tells the dispatch modes apart.
 #
-# Usage: ab_results/run.sh            (workers 1 2 4 8 16, about 2 minutes on 2 cores)
-#        WORKERS="8" N=20000 ab_results/run.sh
+# Usage: ab_results/run.sh            (3 modes x workers 1 2 4 8 16, about 6 minutes on 2 cores)
+#        MODES="direct poll" WORKERS="8" N=20000 ab_results/run.sh
 # Needs: ab (Debian: apt-get install apache2-utils). Loopback only; bounded by -n and ab -t.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +19,8 @@ cd "$(dirname "$0")/.."
 WORKERS=${WORKERS:-"1 2 4 8 16"}
 N=${N:-50000}
 C=${C:-100}
-# The dispatch mode names how connections reach the workers; today there is one:
-# accept loop -> bounded channel -> worker, idle sockets parked in the poller thread.
-MODE=direct
+# How new connections reach the workers (see README: connection lifecycle).
+MODES=${MODES:-"direct defer poll"}
 OUT=ab_results/raw
 
 command -v ab >/dev/null || { echo "ab not found: apt-get install apache2-utils" >&2; exit 1; }
@@ -39,9 +40,11 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$OUT"
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+for MODE in $MODES; do
 for w in $WORKERS; do
   : > "$tmp/stdout"
-  "$BIN" -r docroot -w "$w" -a 127.0.0.1 -p 0 -l "$tmp/access.log" > "$tmp/stdout" 2> "$tmp/stderr" &
+  "$BIN" -r docroot -w "$w" -a 127.0.0.1 -p 0 --dispatch "$MODE" -l "$tmp/access.log" > "$tmp/stdout" 2> "$tmp/stderr" &
   server_pid=$!
   for _ in $(seq 100); do grep -q '^listening on' "$tmp/stdout" && break; sleep 0.1; done
   port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/stdout")
@@ -52,19 +55,24 @@ for w in $WORKERS; do
     file="$OUT/$MODE-w$w-$kind.txt"
     {
       echo "# commit:  $commit"
-      echo "# server:  $BIN -r docroot -w $w -a 127.0.0.1 -p $port -l ACCESS_LOG_TMPFILE"
+      echo "# server:  $BIN -r docroot -w $w -a 127.0.0.1 -p $port --dispatch $MODE -l ACCESS_LOG_TMPFILE"
       echo "# client:  $client"
       echo "# machine: $machine"
       echo "# ab:      $ab_version"
       echo "# date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
       echo "# (client and server share the machine's cores, unpinned)"
       echo
+      before=$(cpu_ticks "$server_pid")
       $client 2>&1 || true
+      after=$(cpu_ticks "$server_pid")
+      echo
+      echo "# server CPU ticks (USER_HZ=$(getconf CLK_TCK)) during the run: $((after - before))"
     } > "$file"
     echo "w=$w $kind: $(grep -E '^Requests per second' "$file" || echo FAILED)"
   done
   kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
   rm -f "$tmp/access.log"
+done
 done
 
 # Summary table.
@@ -78,15 +86,21 @@ field() { sed -n "s/^$2: *\([0-9.]*\).*/\1/p" "$1" | head -1; }
   echo "README's benchmark section. Raw, unedited ab output with its command lines is in [\`raw/\`](raw/)."
   echo
   echo "Workload: \`ab [-k] -c $C -n $N /index.html\` (880 bytes, the sample site's front page),"
-  echo "access log written to a file. Dispatch mode \`$MODE\`: accept loop → bounded channel →"
-  echo "workers; connections waiting for bytes are parked in the poller thread."
+  echo "access log written to a file. Dispatch modes (\`--dispatch\`): \`direct\` = accept loop →"
+  echo "bounded channel → workers (a worker that finds no bytes yet parks the socket); \`defer\` ="
+  echo "the same with TCP_DEFER_ACCEPT; \`poll\` = new sockets wait in the poller until readable."
+  echo "CPU µs/req is the server's own CPU time (user+system) divided by completed requests."
   echo
-  echo "| workers | req/s (no keep-alive) | failed | req/s (ab -k) | failed | keep-alive requests | p50 / p99 ms (ab -k) |"
-  echo "|---:|---:|---:|---:|---:|---:|---|"
+  echo "| mode | workers | req/s (no keep-alive) | failed | CPU µs/req | req/s (ab -k) | failed | keep-alive requests | CPU µs/req | p50 / p99 ms (ab -k) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+  us() { local t n; t=$(sed -n 's/^# server CPU ticks.*: \([0-9]*\)$/\1/p' "$1"); n=$(field "$1" 'Complete requests')
+         awk -v t="$t" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN{ if (n > 0) printf "%.0f", t * 1e6 / hz / n; else print "-" }'; }
+  for MODE in $MODES; do
   for w in $WORKERS; do
     c="$OUT/$MODE-w$w-close.txt"; k="$OUT/$MODE-w$w-keepalive.txt"
     p50=$(awk '$1=="50%"{print $2}' "$k"); p99=$(awk '$1=="99%"{print $2}' "$k")
-    echo "| $w | $(field "$c" 'Requests per second') | $(field "$c" 'Failed requests') | $(field "$k" 'Requests per second') | $(field "$k" 'Failed requests') | $(field "$k" 'Keep-Alive requests') | $p50 / $p99 |"
+    echo "| $MODE | $w | $(field "$c" 'Requests per second') | $(field "$c" 'Failed requests') | $(us "$c") | $(field "$k" 'Requests per second') | $(field "$k" 'Failed requests') | $(field "$k" 'Keep-Alive requests') | $(us "$k") | $p50 / $p99 |"
+  done
   done
 } > ab_results/README.md
 echo "wrote ab_results/README.md"
