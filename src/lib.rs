@@ -2,7 +2,9 @@
 //!
 //! The pipeline, one way only:
 //!
-//! 1. [`server`] accepts a connection and queues it for the [`pool`] (a bounded channel).
+//! 1. [`server`] accepts a connection (admission control at `--max-connections`: evict the
+//!    longest-idle connection, else answer 503) and queues it for the [`pool`] (a bounded
+//!    channel), or parks it in the [`poller`] (`--dispatch poll`).
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. asks [`handler::respond`], which uses [`files`] to turn the path into an open file

@@ -32,6 +32,8 @@ const FD_BACKOFF: Duration = Duration::from_millis(100);
 /// arriving just after it does not reset the 503 away; the rest close at once.
 const REFUSED_LINGER: usize = 32;
 const REFUSED_LINGER_TIME: Duration = Duration::from_secs(1);
+/// At most one log line per this long about newcomers answered 503.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Descriptors kept free of connections: listeners, pollers, log, stdio, plus one file
 /// per worker (and one more for a directory's index) so a worker can always open a file.
 const FD_RESERVE: usize = 32;
@@ -183,7 +185,8 @@ impl Server {
             limit,
             open: Arc::new(AtomicUsize::new(0)),
             refused: Arc::new(AtomicUsize::new(0)),
-            full: false,
+            refusals: 0,
+            refusals_logged: None,
             spare: spare_fd(),
             dispatch: config.dispatch,
             send_timeout: config.send_timeout,
@@ -339,8 +342,9 @@ struct Acceptor<'a> {
     open: Arc<AtomicUsize>,
     /// Refused connections lingering after their 503, counted against [`REFUSED_LINGER`].
     refused: Arc<AtomicUsize>,
-    /// At the limit since the last log line about it.
-    full: bool,
+    /// Newcomers answered 503 since the last log line about it, and when that was.
+    refusals: usize,
+    refusals_logged: Option<Instant>,
     spare: Option<File>,
     dispatch: Dispatch,
     send_timeout: Duration,
@@ -428,7 +432,8 @@ impl Acceptor<'_> {
 
     /// Accepts one connection and admits or refuses it.
     fn accept_one(&mut self, key: usize) -> Accepted {
-        let Some(listener) = self.listeners.get(key) else {
+        let listeners = self.listeners;
+        let Some(listener) = listeners.get(key) else {
             return Accepted::Empty;
         };
         if self.spare.is_none() {
@@ -448,7 +453,7 @@ impl Acceptor<'_> {
                     self.spare = None;
                     let next = match listener.accept() {
                         Ok((stream, peer)) => {
-                            log::warn!("accept: {err}; answering {peer} with 503");
+                            self.note_refusal(format_args!("accept: {err}"));
                             conn::refuse(stream, peer, self.ctx, &mut self.scratch, None);
                             Accepted::More
                         }
@@ -476,18 +481,30 @@ impl Acceptor<'_> {
         }
     }
 
+    /// Counts a newcomer answered 503, and says so in the log at most every
+    /// [`REFUSAL_LOG_EVERY`], so an overload or an attack cannot flood the log.
+    fn note_refusal(&mut self, why: std::fmt::Arguments<'_>) {
+        self.refusals += 1;
+        let now = Instant::now();
+        if self
+            .refusals_logged
+            .is_none_or(|at| now >= at + REFUSAL_LOG_EVERY)
+        {
+            log::warn!("{why}: {} newcomers answered 503", self.refusals);
+            self.refusals = 0;
+            self.refusals_logged = Some(now);
+        }
+    }
+
     /// Admission control: under the limit, the connection goes to work; at it, the oldest
     /// idle connection makes room (as nginx does); with none idle, the newcomer gets 503.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let room = self.open.load(Ordering::SeqCst) < self.limit || self.parker.evict_idle();
         if !room {
-            if !self.full {
-                log::warn!(
-                    "{} connections open and none idle: answering newcomers with 503",
-                    self.limit
-                );
-                self.full = true;
-            }
+            let limit = self.limit;
+            self.note_refusal(format_args!(
+                "{limit} connections open (--max-connections) and none idle"
+            ));
             let slot = (self.refused.load(Ordering::SeqCst) < REFUSED_LINGER)
                 .then(|| Slot::take(&self.refused));
             if let Some(conn) = conn::refuse(stream, peer, self.ctx, &mut self.scratch, slot) {
@@ -495,10 +512,6 @@ impl Acceptor<'_> {
                     .park(conn, Wait::Drain, Instant::now() + REFUSED_LINGER_TIME);
             }
             return;
-        }
-        if self.full {
-            log::info!("below {} open connections again", self.limit);
-            self.full = false;
         }
         let conn = Conn::new(stream, peer, self.send_timeout, Slot::take(&self.open));
         match self.dispatch {
