@@ -356,3 +356,18 @@ fn two_instances_share_a_port_and_a_restart_loses_no_request() {
     assert!(old.log_lines().len() > 10);
     assert!(new.get("/index.html").status == 200);
 }
+
+#[test]
+fn every_dispatch_mode_serves_new_and_keep_alive_connections() {
+    let root = site();
+    for mode in ["direct", "defer", "poll"] {
+        let server = Server::start(root.path(), &["-w", "1", "--dispatch", mode]);
+        // A client that connects and waits before sending is still served.
+        let mut late = server.connect();
+        thread::sleep(Duration::from_millis(300));
+        for _ in 0..3 {
+            assert_eq!(ask(&mut late), 200, "--dispatch {mode}");
+        }
+        assert_eq!(server.get("/index.html").status, 200, "--dispatch {mode}");
+    }
+}

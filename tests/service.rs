@@ -406,6 +406,15 @@ fn bad_command_lines_fail_with_one_clear_line() {
         (vec!["-r", r, "-p", "0", "-w", "0"], "--workers"),
         (vec!["-r", r, "-p", "0", "-t", "0"], "--timeout"),
         (
+            vec!["-r", r, "-p", "0", "--header-timeout", "0"],
+            "--header-timeout",
+        ),
+        (
+            vec!["-r", r, "-p", "0", "--max-connections", "0"],
+            "--max-connections",
+        ),
+        (vec!["-r", r, "-p", "0", "--dispatch", "fast"], "--dispatch"),
+        (
             vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"],
             "access log",
         ),
