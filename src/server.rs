@@ -166,7 +166,7 @@ impl Server {
                 })
             })?;
 
-        let fd_budget = connection_budget(config.workers);
+        let fd_budget = connection_budget(config.workers, listeners.len());
         let limit = match config.max_connections {
             Some(max) => {
                 if max > fd_budget {
@@ -528,7 +528,7 @@ impl Acceptor<'_> {
 
 /// Raises the open-file limit to its hard maximum and returns how many connections that
 /// leaves room for: the limit less a reserve for everything else the server opens.
-fn connection_budget(workers: usize) -> usize {
+fn connection_budget(workers: usize, listeners: usize) -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -547,7 +547,7 @@ fn connection_budget(workers: usize) -> usize {
         }
     }
     let fds = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
-    fds.saturating_sub(FD_RESERVE + MAX_LISTENERS + 2 * workers + REFUSED_LINGER)
+    fds.saturating_sub(FD_RESERVE + listeners + 2 * workers + REFUSED_LINGER)
         .max(1)
 }
 
