@@ -2,7 +2,7 @@
 //! If-Modified-Since, evaluated against a representation's validators in the order of
 //! §13.2.2, and the entity-tag comparisons they need. Pure. May use: request, httpdate.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::request::Fields;
 
@@ -11,6 +11,8 @@ use crate::request::Fields;
 pub struct Validators<'a> {
     /// A strong entity-tag, quotes included (`"abc"`).
     pub etag: &'a str,
+    /// The modification time, possibly before 1970. One in the future should already be
+    /// replaced by now, as the Last-Modified we send is (RFC 9110 §8.8.2.1).
     pub last_modified: SystemTime,
 }
 
@@ -55,7 +57,7 @@ pub fn evaluate(
     } else if safe {
         // RFC 7232 §3.3: "A date which is later than the server's current time is invalid."
         // Honouring it would let a client with a wrong clock pin a stale copy for good.
-        let valid = |date: &u64| *date <= seconds(now);
+        let valid = |date: &i64| *date <= seconds(now);
         let since = fields.if_modified_since.as_deref().and_then(parse_date);
         if let Some(date) = since.filter(valid) {
             if seconds(validators.last_modified) <= date {
@@ -67,8 +69,14 @@ pub fn evaluate(
 }
 
 /// Whether an `If-Range` value allows the range (RFC 9110 §13.1.5): a strong entity-tag equal
-/// to ours, or a date exactly equal to our Last-Modified. A weak tag never matches.
-pub fn if_range_matches(value: &str, validators: &Validators<'_>) -> bool {
+/// to ours, or a date exactly equal to our Last-Modified when that date is a strong
+/// validator. A weak tag never matches.
+///
+/// A modification date is strong only if the file has not changed for at least a second
+/// at `now` (RFC 9110 §8.8.2.2): a file rewritten within the second it was fetched keeps
+/// its Last-Modified, and a range of the new bytes would be spliced onto the old ones.
+/// A date before 1970 is never matched: we send it as the epoch, which many such times share.
+pub fn if_range_matches(value: &str, validators: &Validators<'_>, now: SystemTime) -> bool {
     let value = value.trim();
     if value.starts_with('"') || value.starts_with("W/") {
         let mut tags = EntityTags::new(value);
@@ -77,7 +85,10 @@ pub fn if_range_matches(value: &str, validators: &Validators<'_>) -> bool {
             _ => false,
         }
     } else {
-        parse_date(value) == Some(seconds(validators.last_modified))
+        let settled = now
+            .duration_since(validators.last_modified)
+            .is_ok_and(|age| age >= Duration::from_secs(1));
+        settled && parse_date(value) == Some(seconds(validators.last_modified))
     }
 }
 
@@ -146,13 +157,23 @@ impl<'a> Iterator for EntityTags<'a> {
 
 /// An HTTP-date (any of the three formats) as seconds since the epoch; `None` if invalid,
 /// which makes the field be ignored (RFC 9110 §13.1.3, §13.1.4).
-fn parse_date(value: &str) -> Option<u64> {
+fn parse_date(value: &str) -> Option<i64> {
     httpdate::parse_http_date(value.trim()).ok().map(seconds)
 }
 
-/// Whole seconds since the epoch: HTTP dates have no finer resolution.
-fn seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// Whole seconds since the epoch, rounded down: HTTP dates have no finer resolution. Signed,
+/// so a file dated before 1970 compares as older than every date a client can send, and
+/// never panics or wraps.
+fn seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let before = before.duration();
+            let whole = i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            // 0.5 s before the epoch is in second -1.
+            (-whole).saturating_sub(i64::from(before.subsec_nanos() > 0))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -260,14 +281,74 @@ mod tests {
     #[test]
     fn if_range() {
         let v = validators();
-        assert!(if_range_matches(ETAG, &v));
-        assert!(!if_range_matches("W/\"5f-a\"", &v));
-        assert!(!if_range_matches("\"other\"", &v));
-        assert!(!if_range_matches("\"5f-a\", \"x\"", &v));
-        assert!(if_range_matches(DATE, &v));
-        assert!(!if_range_matches(LATER, &v));
-        assert!(!if_range_matches(EARLIER, &v));
-        assert!(!if_range_matches("garbage", &v));
+        let now = UNIX_EPOCH + Duration::from_secs(946_684_800);
+        assert!(if_range_matches(ETAG, &v, now));
+        assert!(!if_range_matches("W/\"5f-a\"", &v, now));
+        assert!(!if_range_matches("\"other\"", &v, now));
+        assert!(!if_range_matches("\"5f-a\", \"x\"", &v, now));
+        assert!(if_range_matches(DATE, &v, now));
+        assert!(!if_range_matches(LATER, &v, now));
+        assert!(!if_range_matches(EARLIER, &v, now));
+        assert!(!if_range_matches("garbage", &v, now));
+        // What a repeated If-Range becomes (request::Fields): never a match.
+        assert!(!if_range_matches("", &v, now));
+    }
+
+    /// RFC 9110 §8.8.2.2: a date is a strong validator only once the file is a second old;
+    /// an entity-tag is strong at any age.
+    #[test]
+    fn if_range_date_needs_a_settled_file() {
+        let v = validators(); // modified at 08:49:37.5
+        let at = |millis: u64| UNIX_EPOCH + Duration::from_millis(millis);
+        let table = [
+            (784_111_777_500, false), // the same instant
+            (784_111_777_900, false), // rewritten within the second: same date, new bytes
+            (784_111_778_400, false), // 0.9 s
+            (784_111_778_500, true),  // exactly 1 s
+            (784_111_790_000, true),
+            (784_111_777_000, false), // a clock behind the file
+        ];
+        for (now, matches) in table {
+            assert_eq!(if_range_matches(DATE, &v, at(now)), matches, "{now}");
+            assert!(if_range_matches(ETAG, &v, at(now)), "{now}");
+        }
+    }
+
+    #[test]
+    fn before_1970_and_far_future() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(seconds(UNIX_EPOCH), 0);
+        assert_eq!(seconds(UNIX_EPOCH - Duration::from_millis(500)), -1);
+        assert_eq!(seconds(UNIX_EPOCH - Duration::from_secs(1)), -1);
+        assert_eq!(seconds(UNIX_EPOCH - 3653 * day), -315_619_200);
+        let now = UNIX_EPOCH + Duration::from_secs(946_684_800);
+        let epoch_date = "Thu, 01 Jan 1970 00:00:00 GMT";
+        for modified in [
+            UNIX_EPOCH - 3653 * day,
+            UNIX_EPOCH - Duration::from_nanos(1),
+        ] {
+            let v = Validators {
+                etag: ETAG,
+                last_modified: modified,
+            };
+            let fields = |name: &str, value: &str| {
+                let mut fields = Fields::default();
+                match name {
+                    "If-Modified-Since" => fields.if_modified_since = Some(value.into()),
+                    _ => fields.if_unmodified_since = Some(value.into()),
+                }
+                fields
+            };
+            // We send the epoch as its Last-Modified: revalidating with it is a 304, and
+            // it has not changed since then.
+            let ims = fields("If-Modified-Since", epoch_date);
+            assert_eq!(evaluate(&ims, true, &v, now), Outcome::NotModified);
+            let ius = fields("If-Unmodified-Since", epoch_date);
+            assert_eq!(evaluate(&ius, true, &v, now), Outcome::Proceed);
+            // A date that stands for many times is no strong validator.
+            assert!(!if_range_matches(epoch_date, &v, now));
+            assert!(if_range_matches(ETAG, &v, now));
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Validated settings, built once at start-up from the command line: every check that can
-//! fail before the server binds happens here, with a message a user can act on. May use: std.
+//! fail before the server binds happens here, with a message a user can act on. May use: error, files (to open the root), std.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::ErrorPages;
+use crate::files::Root;
 
-/// Default for `--send-timeout`: how long a client that stops reading may hold a worker
-/// (SO_SNDTIMEO: the longest one write may wait for the client to make room).
+/// Default for `--send-timeout`: how long a reply may wait for a client that takes none of it
+/// before the connection is closed (nginx's `send_timeout`).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `--grace`: how long in-flight replies may take to finish after SIGTERM/SIGINT.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -53,13 +54,16 @@ pub struct Deadlines {
     /// Bytes per second a head must keep up, after a second of slack (`--header-min-rate`);
     /// 0 turns the rate check off.
     pub header_min_rate: u32,
+    /// A reply waiting for its client: from the last byte the client took (`--send-timeout`).
+    pub send: Duration,
 }
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The document root, canonical (absolute, no symlinks): resolved once, here.
-    pub root: PathBuf,
+    /// The document root: canonicalised and opened once, here; every request is resolved
+    /// beneath its descriptor.
+    pub root: Root,
     pub workers: usize,
     pub addr: SocketAddr,
     /// Keep-alive idle timeout and request-head deadlines.
@@ -71,8 +75,6 @@ pub struct Config {
     pub dispatch: Dispatch,
     /// Access log file; `None` logs to stderr.
     pub access_log: Option<PathBuf>,
-    /// How long one write may wait for a client that does not read (`--send-timeout`).
-    pub send_timeout: Duration,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
     /// List directories without an index (`--list`).
@@ -98,7 +100,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Checks and canonicalises the settings.
+    /// Checks and canonicalises the settings, and opens the document root (probing, once,
+    /// how paths will be resolved beneath it).
     pub fn new(
         root: &Path,
         workers: usize,
@@ -116,6 +119,8 @@ impl Config {
                 root.display()
             )));
         }
+        let root = Root::open(&root)
+            .map_err(|err| ConfigError(format!("document root '{}': {err}", root.display())))?;
         if workers == 0 {
             return Err(ConfigError("--workers must be at least 1".into()));
         }
@@ -139,11 +144,11 @@ impl Config {
                 idle: Duration::from_secs(timeout_secs),
                 header: HEADER_TIMEOUT,
                 header_min_rate: HEADER_MIN_RATE,
+                send: SEND_TIMEOUT,
             },
             max_connections: None,
             dispatch: Dispatch::Direct,
             access_log,
-            send_timeout: SEND_TIMEOUT,
             grace: GRACE,
             list: false,
             health: None,
@@ -159,7 +164,7 @@ impl Config {
                 "--send-timeout must be at least 1 second".into(),
             ));
         }
-        self.send_timeout = Duration::from_secs(send_secs);
+        self.deadlines.send = Duration::from_secs(send_secs);
         self.grace = Duration::from_secs(grace_secs);
         Ok(self)
     }
@@ -217,7 +222,7 @@ impl Config {
 
     /// `--error-pages DIR` (or, without it, `404.html`/`50x.html` at the root), read now.
     pub fn with_error_pages(mut self, dir: Option<&Path>) -> Result<Config, ConfigError> {
-        self.pages = ErrorPages::load(dir, &self.root).map_err(ConfigError)?;
+        self.pages = ErrorPages::load(dir, self.root.path()).map_err(ConfigError)?;
         Ok(self)
     }
 }
@@ -229,7 +234,7 @@ mod tests {
     #[test]
     fn validation() {
         let ok = Config::new(Path::new("."), 8, "::1", 0, 5, None).unwrap();
-        assert!(ok.root.is_absolute());
+        assert!(ok.root.path().is_absolute());
         assert_eq!(ok.addr, "[::1]:0".parse().unwrap());
         assert_eq!(
             Config::new(Path::new("."), 1, "[::1]", 80, 1, None)
@@ -259,7 +264,7 @@ mod tests {
         assert!(Dispatch::parse("fast").is_err());
         let timed = base().with_timeouts(2, 0).unwrap();
         assert_eq!(
-            (timed.send_timeout, timed.grace),
+            (timed.deadlines.send, timed.grace),
             (Duration::from_secs(2), Duration::ZERO)
         );
         for bad in ["healthz", "/a b", "/x?y", "/\n"] {

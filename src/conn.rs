@@ -1,12 +1,15 @@
 //! One connection's turn on a worker: read what has arrived (never waiting for more), parse,
-//! respond, log, and say what happens next: park it until the client sends more, keep going
-//! with pipelined requests, or close. The only module that reads or writes a client socket.
-//! May use: request, handler, response, error, accesslog, config (deadlines), pool (panic text).
+//! respond, write what the socket takes (never waiting for it to take more), log, and say what
+//! happens next: park it until the client sends more or makes room for the rest of a reply,
+//! keep going with pipelined requests, or close. The only module that reads or writes a client
+//! socket. May use: request, handler, response, error, accesslog, config (deadlines), pool
+//! (panic text).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,20 +23,24 @@ use crate::handler::{self, Site};
 use crate::pool::panic_message;
 use crate::request::{self, Framing, Method, Parsed, Request};
 use crate::response::{clf_time, Body, Clock, Response};
+use crate::sys;
 
 /// File bodies up to this size are read into the head's buffer and leave in one write;
 /// larger ones go by `sendfile`.
 pub const SMALL_BODY: u64 = 32 * 1024;
 /// Requests served back to back from one connection's buffer before it yields the worker.
 const TURN: usize = 32;
+/// File bytes one turn may send before the connection yields the worker to others (nginx's
+/// `sendfile_max_chunk` idea): a fast client of a huge file does not hold a worker for the
+/// whole file while small requests queue.
+const WRITE_TURN: u64 = 8 * 1024 * 1024;
 /// Time a head gets before the minimum rate applies (a slow link's first round trips).
 pub const HEADER_SLACK: Duration = Duration::from_secs(2);
-/// How much a worker reads at a time.
-const READ_CHUNK: usize = 16 * 1024;
 /// The most a lingering close reads and throws away.
-const DRAIN_LIMIT: usize = 1024 * 1024;
+const DRAIN_LIMIT: u32 = 1024 * 1024;
 
-/// A client connection and what has been read from it but not yet used.
+/// A client connection: what has been read from it but not yet used, and what of a reply has
+/// not yet been taken by it.
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
@@ -42,15 +49,25 @@ pub struct Conn {
     pending: Vec<u8>,
     /// When the first byte of the current, incomplete head arrived.
     head_started: Option<Instant>,
-    /// The poller's verdict: the head did not complete before the deadline.
+    /// The poller's verdict: the head did not complete before its deadline, or (with a reply
+    /// outgoing) the client took no byte for the send timeout.
     expired: bool,
     /// Requests answered on this connection so far.
-    served: u64,
-    drained: usize,
+    served: u32,
+    /// Since when the connection has had nothing to do for its client: its accept, or the
+    /// start of the write that completed its last reply. Taken before that write, so a
+    /// connection whose reply a client saw before sending a request on another always counts
+    /// as idle longer than that other one (admission control closes the oldest idle first).
+    idle_since: Instant,
+    /// Bytes thrown away by a lingering close so far.
+    drained: u32,
+    /// A reply the socket has not fully taken: continued when it is writable again.
+    outgoing: Option<Box<Outgoing>>,
     _slot: Slot,
 }
 
-/// One open connection's place in the server's count; given back when the connection drops.
+/// One open connection's (or parked file's) place in the server's count; given back when it
+/// drops.
 #[derive(Debug)]
 pub struct Slot(Arc<AtomicUsize>);
 
@@ -69,12 +86,13 @@ impl Drop for Slot {
 }
 
 impl Conn {
-    /// Wraps an accepted socket. `TCP_NODELAY` matters: a head and a sendfile body are two
-    /// writes, and Nagle would hold the second behind the client's delayed ACK.
-    pub fn new(stream: TcpStream, peer: SocketAddr, send_timeout: Duration, slot: Slot) -> Conn {
+    /// Wraps an accepted socket. It is made non-blocking: no read or write on it ever waits
+    /// for the client. `TCP_NODELAY` matters: a head and a sendfile body are two writes, and
+    /// Nagle would hold the second behind the client's delayed ACK.
+    pub fn new(stream: TcpStream, peer: SocketAddr, slot: Slot) -> Conn {
         if let Err(err) = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_write_timeout(Some(send_timeout)))
+            .set_nonblocking(true)
+            .and_then(|()| stream.set_nodelay(true))
         {
             log::debug!("{peer}: socket options: {err}");
         }
@@ -85,7 +103,9 @@ impl Conn {
             head_started: None,
             expired: false,
             served: 0,
+            idle_since: Instant::now(),
             drained: 0,
+            outgoing: None,
             _slot: slot,
         }
     }
@@ -103,7 +123,7 @@ impl Conn {
     /// Whether the connection waits for a request with nothing of it read yet: a keep-alive
     /// connection between requests, or a new one before its first byte.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty() && !self.expired
+        self.pending.is_empty() && !self.expired && self.outgoing.is_none()
     }
 
     /// Whether the connection has answered a request (so closing it while idle loses nothing
@@ -112,20 +132,64 @@ impl Conn {
         self.served > 0
     }
 
-    /// When a connection parked now should be given up. Idle: `deadlines.idle` from now.
+    /// Since when the connection has had nothing to do for its client (see the field).
+    pub fn idle_since(&self) -> Instant {
+        self.idle_since
+    }
+
+    /// Whether part of a reply waits for the client to make room for it.
+    pub fn is_writing(&self) -> bool {
+        self.outgoing.is_some()
+    }
+
+    /// When a connection parked now should be given up. Writing: `deadlines.send` after the
+    /// client last took a byte (nginx's `send_timeout`). Idle: `deadlines.idle` from now.
     /// With part of a head: the header deadline from its first byte (so a slow sender cannot
     /// stretch it byte by byte), or sooner if the head falls behind the minimum rate.
     pub fn deadline(&self, deadlines: &Deadlines) -> Instant {
+        if let Some(out) = &self.outgoing {
+            return out.last_progress + deadlines.send;
+        }
         match self.head_started {
             None => Instant::now() + deadlines.idle,
             Some(started) => started + head_allowance(deadlines, self.pending.len()),
         }
     }
 
-    /// Marks the connection as having missed its head deadline; its next turn answers 408.
+    /// For a parked reply, when its sample is due: looks at the socket's send queue. The
+    /// kernel keeps moving queued bytes to a client that reads, and a large send buffer can
+    /// take longer than the timeout to drain far enough to be writable, so a queue smaller
+    /// than at the last sample is progress. The first sample after parking only sets the
+    /// baseline (the queue still drains into the client's window for a moment after the
+    /// socket fills, which is not the client reading). Returns the deadline, which moves
+    /// only with progress; `None` if no sample was due.
+    pub fn sample_send_queue(&mut self, now: Instant) -> Option<Instant> {
+        let out = self.outgoing.as_mut()?;
+        if now < out.next_sample {
+            return None;
+        }
+        out.next_sample = now + sample_interval(out.send_timeout);
+        if let Some(unsent) = sys::unsent_bytes(self.stream.as_fd()) {
+            if out.unsent.is_some_and(|before| unsent < before) {
+                out.last_progress = now;
+            }
+            out.unsent = Some(unsent);
+        }
+        Some(out.last_progress + out.send_timeout)
+    }
+
+    /// Marks the connection as having missed its deadline; its next turn answers 408 (a head
+    /// in progress) or gives up the reply (a write).
     pub fn expire(&mut self) {
         self.expired = true;
     }
+}
+
+/// How often a parked reply's send queue is sampled: often enough that a reply is given up
+/// close to `--send-timeout` after the client's last byte (within a fifth of it), rarely
+/// enough that thousands of parked replies cost the poller little.
+fn sample_interval(send_timeout: Duration) -> Duration {
+    (send_timeout / 5).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 /// How long a head that has `received` bytes so far may take from its first byte: the
@@ -142,9 +206,13 @@ fn head_allowance(deadlines: &Deadlines, received: usize) -> Duration {
 /// What the connection needs next, decided by [`serve`].
 #[derive(Debug)]
 pub enum Next {
-    /// Waiting for the client to send more: hold it outside the workers.
+    /// Waiting for the client to send more: hold it outside the workers until readable.
     Park(Conn),
-    /// More requests are already buffered, but others deserve a turn first.
+    /// Waiting for the client to make room for the rest of a reply: hold it outside the
+    /// workers until writable.
+    ParkWrite(Conn),
+    /// More work is ready (buffered requests, or more of a large reply the socket would take),
+    /// but others deserve a turn first.
     Yield(Conn),
     /// Closed for writing after a reply; unread input is read and dropped until the client
     /// closes too (a lingering close, so our reply is not lost to a reset).
@@ -160,6 +228,9 @@ pub struct Context {
     pub deadlines: Deadlines,
     /// Set on shutdown: finish the reply in hand, then close.
     pub stopping: Arc<AtomicBool>,
+    /// Files held open by replies that wait for their client: each is a descriptor the
+    /// admission control must count.
+    pub parked_files: Arc<AtomicUsize>,
 }
 
 /// A worker's reusable buffers and clock.
@@ -170,7 +241,113 @@ pub struct Scratch {
     clock: Clock,
 }
 
-/// Serves `conn` for as long as it has requests ready, and says what to do with it next.
+/// What a connection does after one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    KeepAlive,
+    Close,
+    Linger,
+}
+
+/// The rest of a reply that the socket has not taken yet, and what to do once it has: the
+/// state a worker parks when the client is slow to read, so that any worker can continue
+/// exactly where the last one stopped.
+#[derive(Debug)]
+struct Outgoing {
+    /// Bytes to send first: the head (with a small body in the same buffer), later a part
+    /// head or the closing boundary of a multipart body.
+    bytes: Vec<u8>,
+    /// How much of `bytes` has gone.
+    pos: usize,
+    /// A window of `file` to send after `bytes`.
+    window: Option<Window>,
+    /// What follows: the later parts of a multipart body.
+    tail: VecDeque<Chunk>,
+    file: Option<File>,
+    /// Bytes of the response head, which the access log does not count as body.
+    head_len: u64,
+    /// Bytes sent so far, head included.
+    sent: u64,
+    /// `TCP_CORK` is on for this reply (multipart: small part heads share packets).
+    corked: bool,
+    after: After,
+    log: LogLine,
+    /// When the client last took a byte of this reply.
+    last_progress: Instant,
+    /// Bytes in the socket's send queue at the last sample while parked (`None` until the
+    /// first): the kernel keeps moving them to a client that reads, so a queue that shrank
+    /// is progress too.
+    unsent: Option<usize>,
+    /// When the poller next looks at the send queue.
+    next_sample: Instant,
+    /// `--send-timeout`, from the last progress.
+    send_timeout: Duration,
+    /// The open file's place in the descriptor count while the reply is parked.
+    file_slot: Option<Slot>,
+}
+
+/// A byte window of the reply's file.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    offset: u64,
+    len: u64,
+}
+
+#[derive(Debug)]
+enum Chunk {
+    Bytes(Vec<u8>),
+    Window(Window),
+}
+
+/// What a reply's access-log line says besides the bytes sent, kept until the reply ends.
+#[derive(Debug)]
+struct LogLine {
+    request_line: Vec<u8>,
+    status: u16,
+    referer: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Outgoing {
+    /// A reply whose head (and any small body) is all in `bytes`, the first `head_len` of
+    /// them being the head.
+    fn new(bytes: Vec<u8>, head_len: usize, status: u16, keep_alive: bool) -> Box<Outgoing> {
+        Box::new(Outgoing {
+            bytes,
+            pos: 0,
+            window: None,
+            tail: VecDeque::new(),
+            file: None,
+            head_len: head_len as u64,
+            sent: 0,
+            corked: false,
+            after: if keep_alive {
+                After::KeepAlive
+            } else {
+                After::Close
+            },
+            log: LogLine {
+                request_line: Vec::new(),
+                status,
+                referer: None,
+                user_agent: None,
+            },
+            last_progress: Instant::now(),
+            unsent: None,
+            next_sample: Instant::now(),
+            send_timeout: Duration::ZERO,
+            file_slot: None,
+        })
+    }
+
+    /// Body bytes that went out, for the access log.
+    fn body_sent(&self) -> u64 {
+        self.sent.saturating_sub(self.head_len)
+    }
+}
+
+/// Serves `conn` for as long as it has work the socket allows: first the rest of a parked
+/// reply, then every request already buffered or readable without waiting.
 pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     let Scratch {
         input,
@@ -178,12 +355,41 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         clock,
     } = scratch;
     input.clear();
+    let mut budget = WRITE_TURN;
+    if let Some(out) = conn.outgoing.take() {
+        if conn.expired {
+            // The client took no byte for --send-timeout (nginx's `send_timeout`), or the
+            // grace period of a stop is over.
+            let why = if ctx.stopping.load(Ordering::Relaxed) {
+                "grace period over"
+            } else {
+                "send timed out"
+            };
+            log::info!(
+                "{}: {why} after {} bytes of the reply; closing",
+                conn.peer,
+                out.sent
+            );
+            record(&conn, ctx, clock, &out);
+            // Reset, not FIN: a FIN would queue behind the megabytes the client refuses, and
+            // the orphaned socket would hold them for as long as the client keeps it open
+            // (nginx's `reset_timedout_connection`).
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+            return Next::Close;
+        }
+        conn = match finish(conn, out, ctx, input, output, clock, &mut budget) {
+            Ok(conn) => conn,
+            Err(next) => return next,
+        };
+    }
     input.append(&mut conn.pending);
     if conn.expired {
         // RFC 9110 §15.5.9: the head was too slow; say so and close.
+        conn.expired = false;
         let line = request::request_line(input).to_vec();
-        reply_error(&conn, ctx, output, clock, HttpError::RequestTimeout, &line);
-        return linger(conn);
+        input.clear();
+        let out = error_reply(ctx, output, clock, HttpError::RequestTimeout, line);
+        return end(finish(conn, out, ctx, input, output, clock, &mut budget));
     }
 
     let mut served = 0;
@@ -191,28 +397,27 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         match request::parse(input) {
             Ok(Parsed::Complete(request, head_len)) => {
                 conn.head_started = None;
-                conn.served += 1;
-                let (after, used) = answer(&conn, ctx, output, clock, &request, input, head_len);
+                conn.served = conn.served.saturating_add(1);
+                let (out, used) = answer(&conn, ctx, output, clock, request, input, head_len);
                 input.drain(..used);
-                match after {
-                    After::Close => return Next::Close,
-                    After::Linger => return linger(conn),
-                    After::KeepAlive => {
-                        // Every request counts, buffered or freshly read, so a client that
-                        // keeps sending cannot keep the worker from everyone else.
-                        served += 1;
-                        if served >= TURN {
-                            conn.pending.extend_from_slice(input);
-                            return if input.is_empty() {
-                                Next::Park(conn)
-                            } else {
-                                Next::Yield(conn)
-                            };
-                        }
-                        if !input.is_empty() {
-                            continue;
-                        }
-                    }
+                conn = match finish(conn, out, ctx, input, output, clock, &mut budget) {
+                    Ok(conn) => conn,
+                    Err(next) => return next,
+                };
+                // Every request counts, buffered or freshly read, so a client that keeps
+                // sending cannot keep the worker from everyone else.
+                served += 1;
+                if served >= TURN {
+                    let more = !input.is_empty();
+                    conn.pending.append(input);
+                    return if more {
+                        Next::Yield(conn)
+                    } else {
+                        Next::Park(conn)
+                    };
+                }
+                if !input.is_empty() {
+                    continue;
                 }
             }
             Ok(Parsed::Partial) => {
@@ -222,23 +427,24 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             }
             Err(err) => {
                 let line = request::request_line(input).to_vec();
-                reply_error(&conn, ctx, output, clock, err, &line);
-                return linger(conn);
+                input.clear();
+                let out = error_reply(ctx, output, clock, err, line);
+                return end(finish(conn, out, ctx, input, output, clock, &mut budget));
             }
         }
-        match recv_nonblocking(&conn.stream, input) {
+        match sys::recv_nonblocking(conn.stream.as_fd(), input) {
             Ok(0) => return Next::Close,
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                conn.pending.extend_from_slice(input);
-                if conn.head_started.is_some() && Instant::now() >= conn.deadline(&ctx.deadlines) {
+                if conn.head_started.is_some() && Instant::now() >= deadline_of(&conn, ctx, input) {
                     // Data kept coming, but too slowly: the poller never saw it idle long
                     // enough to expire it.
-                    conn.pending.clear();
                     let line = request::request_line(input).to_vec();
-                    reply_error(&conn, ctx, output, clock, HttpError::RequestTimeout, &line);
-                    return linger(conn);
+                    input.clear();
+                    let out = error_reply(ctx, output, clock, HttpError::RequestTimeout, line);
+                    return end(finish(conn, out, ctx, input, output, clock, &mut budget));
                 }
+                conn.pending.append(input);
                 return Next::Park(conn);
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -250,24 +456,172 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     }
 }
 
-/// What a connection does after one reply.
-enum After {
-    KeepAlive,
-    Close,
-    Linger,
+/// The head deadline of `conn` with `input` (not yet moved back to `pending`) received.
+fn deadline_of(conn: &Conn, ctx: &Context, input: &[u8]) -> Instant {
+    match conn.head_started {
+        Some(started) => started + head_allowance(&ctx.deadlines, input.len()),
+        None => conn.deadline(&ctx.deadlines),
+    }
 }
 
-/// Answers one complete request whose head is `input[..head_len]`: respond, write, log.
-/// Returns what the connection does next and how many input bytes the request used.
+/// After an error reply the connection never continues: whatever `finish` decided, or a
+/// lingering close.
+fn end(result: Result<Conn, Next>) -> Next {
+    match result {
+        Ok(conn) => linger(conn),
+        Err(next) => next,
+    }
+}
+
+/// Sends what the socket takes of `out`, without waiting. `Ok(conn)`: the reply is complete
+/// and the connection goes on to its next request. `Err(next)`: the reply waits for the
+/// client (parked with `input` kept as pending), yields the worker, or the connection ends.
+/// Logs the reply when it ends, completed or cut off, with the body bytes actually sent.
+fn finish(
+    mut conn: Conn,
+    mut out: Box<Outgoing>,
+    ctx: &Context,
+    input: &mut Vec<u8>,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    budget: &mut u64,
+) -> Result<Conn, Next> {
+    if out.corked && out.sent == 0 {
+        // Corked from the start, so the small part heads share packets with the data around
+        // them; uncorked when the reply ends.
+        let _ = socket2::SockRef::from(&conn.stream).set_cork(true);
+    }
+    let attempt = Instant::now();
+    match pump(&conn.stream, &mut out, budget) {
+        Ok(Pumped::Done) => {
+            conn.idle_since = attempt;
+            if out.corked {
+                let _ = socket2::SockRef::from(&conn.stream).set_cork(false);
+            }
+            record(&conn, ctx, clock, &out);
+            let after = out.after;
+            // The head's buffer goes back to the worker for its next reply.
+            if out.bytes.capacity() >= output.capacity() {
+                *output = std::mem::take(&mut out.bytes);
+            }
+            match after {
+                After::KeepAlive => Ok(conn),
+                // Input that arrived while the reply went out (a request sent after ours
+                // with `Connection: close`) would turn our close into a reset that destroys
+                // the end of the reply still in flight: linger instead, as nginx does.
+                After::Close if sys::unread_bytes(conn.stream.as_fd()) > 0 => Err(linger(conn)),
+                After::Close => Err(Next::Close),
+                After::Linger => Err(linger(conn)),
+            }
+        }
+        Ok(waiting) => {
+            conn.pending.append(input);
+            if let Pumped::Blocked = waiting {
+                out.send_timeout = ctx.deadlines.send;
+                out.unsent = None;
+                out.next_sample = Instant::now() + sample_interval(out.send_timeout);
+            }
+            if out.file.is_some() && out.file_slot.is_none() {
+                out.file_slot = Some(Slot::take(&ctx.parked_files));
+            }
+            conn.outgoing = Some(out);
+            Err(match waiting {
+                Pumped::Blocked => Next::ParkWrite(conn),
+                Pumped::Done | Pumped::TurnOver => Next::Yield(conn),
+            })
+        }
+        Err(err) => {
+            log_write_error(conn.peer, &err);
+            record(&conn, ctx, clock, &out);
+            Err(Next::Close)
+        }
+    }
+}
+
+/// Where [`pump`] stopped.
+enum Pumped {
+    /// Everything is sent.
+    Done,
+    /// The socket's buffer is full: wait until it is writable.
+    Blocked,
+    /// This turn's [`WRITE_TURN`] is used up; the socket would take more.
+    TurnOver,
+}
+
+/// Writes as much of `out` as the socket takes now: bytes with write(2), file windows with
+/// sendfile(2), never waiting. `budget` is the file bytes this turn may still send.
+fn pump(mut stream: &TcpStream, out: &mut Outgoing, budget: &mut u64) -> io::Result<Pumped> {
+    loop {
+        if out.pos < out.bytes.len() {
+            match stream.write(&out.bytes[out.pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    out.pos += n;
+                    out.sent += n as u64;
+                    out.last_progress = Instant::now();
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Blocked),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+            continue;
+        }
+        if let Some(window) = &mut out.window {
+            if window.len == 0 {
+                out.window = None;
+                continue;
+            }
+            if *budget == 0 {
+                return Ok(Pumped::TurnOver);
+            }
+            let Some(file) = &out.file else {
+                return Err(io::Error::other("file window without a file"));
+            };
+            let chunk = window.len.min(*budget);
+            match sys::sendfile(stream.as_fd(), file.as_fd(), window.offset, chunk) {
+                Ok(0) => {
+                    // The file shrank under us: the framing is broken, so the connection
+                    // must end.
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its length",
+                    ));
+                }
+                Ok(n) => {
+                    window.offset += n;
+                    window.len -= n;
+                    out.sent += n;
+                    *budget = budget.saturating_sub(n);
+                    out.last_progress = Instant::now();
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Blocked),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+            continue;
+        }
+        match out.tail.pop_front() {
+            Some(Chunk::Bytes(bytes)) => {
+                out.bytes = bytes;
+                out.pos = 0;
+            }
+            Some(Chunk::Window(window)) => out.window = Some(window),
+            None => return Ok(Pumped::Done),
+        }
+    }
+}
+
+/// Answers one complete request whose head is `input[..head_len]`: the reply, ready to
+/// write, and how many input bytes the request used.
 fn answer(
     conn: &Conn,
     ctx: &Context,
     output: &mut Vec<u8>,
     clock: &mut Clock,
-    request: &Request,
+    request: Request,
     input: &[u8],
     head_len: usize,
-) -> (After, usize) {
+) -> (Box<Outgoing>, usize) {
     // A body we are not going to use is skipped if it is already here; otherwise we answer
     // and close, so it can never be read as the next request (RFC 9112 §9.3).
     let mut used = head_len;
@@ -280,10 +634,43 @@ fn answer(
         },
         Framing::Chunked => body_unread = true,
     }
+    let wants_keep_alive =
+        request.keep_alive && !body_unread && !ctx.stopping.load(Ordering::Relaxed);
+    let head_only = request.method == Method::Head;
+    let mut buf = std::mem::take(output);
     // A bug must cost one request, not the worker or the connection's client: a panic
+    // anywhere in making the reply (the handler, the head's encoding, reading a small body)
     // becomes a 500 and the connection closes (its state may be inconsistent).
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| handler::respond(request, &ctx.site)))
-        .unwrap_or_else(|panic| {
+    let prepared = panic::catch_unwind(AssertUnwindSafe(|| {
+        let (response, keep_alive) = match handler::respond(&request, &ctx.site) {
+            Ok(response) => (response, wants_keep_alive),
+            Err(err) => {
+                log::debug!(
+                    "{}: {} {}: {err:?}",
+                    conn.peer,
+                    request.method.as_str(),
+                    request.target
+                );
+                (
+                    ctx.site.pages.render(err),
+                    wants_keep_alive && !err.closes_connection(),
+                )
+            }
+        };
+        prepare(response, head_only, keep_alive, clock.now(), &mut buf)
+    }));
+    let mut out = match prepared {
+        Ok(Ok(out)) => out,
+        Ok(Err(err)) => {
+            log::warn!(
+                "{}: {} {}: reading the body: {err}",
+                conn.peer,
+                request.method.as_str(),
+                request.target
+            );
+            fault_reply(ctx, head_only, clock, buf)
+        }
+        Err(panic) => {
             log::error!(
                 "{}: {} {}: handler panicked: {}",
                 conn.peer,
@@ -291,61 +678,135 @@ fn answer(
                 request.target,
                 panic_message(&*panic)
             );
-            Err(HttpError::Internal)
-        });
-    let (response, mut keep_alive) = match outcome {
-        Ok(response) => (response, request.keep_alive),
-        Err(err) => {
-            log::debug!(
-                "{}: {} {}: {err:?}",
-                conn.peer,
-                request.method.as_str(),
-                request.target
-            );
-            (
-                ctx.site.pages.render(err),
-                request.keep_alive && !err.closes_connection(),
-            )
+            fault_reply(ctx, head_only, clock, buf)
         }
     };
-    keep_alive &= !body_unread && !ctx.stopping.load(Ordering::Relaxed);
-    let status = response.status;
-    let head_only = request.method == Method::Head;
-    let result = send(
-        &conn.stream,
-        response,
-        head_only,
-        keep_alive,
-        output,
-        clock.now(),
-    );
-    let line = format!(
+    // Unread input (a body, or requests pipelined after `Connection: close`) would make our
+    // close a reset that can destroy the reply in flight.
+    if out.after == After::Close && (body_unread || input.len() > used) {
+        out.after = After::Linger;
+    }
+    out.log.request_line = format!(
         "{} {} HTTP/1.{}",
         request.method.as_str(),
         request.target,
         request.minor_version
-    );
-    record(
-        conn,
-        ctx,
-        clock,
-        line.as_bytes(),
-        status,
-        &result,
-        Some(request),
-    );
-    let after = match result {
-        Err(err) => {
-            log_write_error(conn.peer, &err.error);
-            After::Close
+    )
+    .into_bytes();
+    out.log.referer = request.referer;
+    out.log.user_agent = request.user_agent;
+    (out, used)
+}
+
+/// Encodes `response`'s head into `buf` and makes the reply to write: head and small body in
+/// one buffer, a large file body as a window to `sendfile`, a multipart body as a sequence.
+/// Fails only if a small body cannot be read.
+fn prepare(
+    response: Response,
+    head_only: bool,
+    keep_alive: bool,
+    date: &str,
+    buf: &mut Vec<u8>,
+) -> io::Result<Box<Outgoing>> {
+    response.encode_head(date, keep_alive, buf);
+    let head_len = buf.len();
+    let status = response.status;
+    let has_body = !head_only && response.has_body();
+    let mut bytes = std::mem::take(buf);
+    let body = if has_body { response.body } else { Body::Empty };
+    match body {
+        Body::Empty => Ok(Outgoing::new(bytes, head_len, status, keep_alive)),
+        Body::Static(body) => {
+            bytes.extend_from_slice(body);
+            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
         }
-        Ok(_) if keep_alive => After::KeepAlive,
-        // Unread input (a body, or requests pipelined after `Connection: close`) would make
-        // our close a reset that can destroy the reply in flight.
-        Ok(_) if body_unread || input.len() > used => After::Linger,
-        Ok(_) => After::Close,
-    };
-    (after, used)
+        Body::Bytes(body) => {
+            bytes.extend_from_slice(&body);
+            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
+        }
+        Body::File { file, offset, len } if len <= SMALL_BODY => {
+            bytes.resize(head_len + len as usize, 0);
+            if let Err(err) = file.read_exact_at(&mut bytes[head_len..], offset) {
+                bytes.clear();
+                *buf = bytes;
+                return Err(err);
+            }
+            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
+        }
+        Body::File { file, offset, len } => {
+            let mut out = Outgoing::new(bytes, head_len, status, keep_alive);
+            out.file = Some(file);
+            out.window = Some(Window { offset, len });
+            Ok(out)
+        }
+        Body::Multipart {
+            file,
+            parts,
+            closing,
+        } => {
+            let mut out = Outgoing::new(bytes, head_len, status, keep_alive);
+            for part in parts {
+                out.tail.push_back(Chunk::Bytes(part.head));
+                out.tail.push_back(Chunk::Window(Window {
+                    offset: part.offset,
+                    len: part.len,
+                }));
+            }
+            out.tail.push_back(Chunk::Bytes(closing));
+            out.file = Some(file);
+            out.corked = true;
+            Ok(out)
+        }
+    }
+}
+
+/// The 500 that replaces a reply that could not be made; the connection closes after it.
+fn fault_reply(
+    ctx: &Context,
+    head_only: bool,
+    clock: &mut Clock,
+    mut buf: Vec<u8>,
+) -> Box<Outgoing> {
+    let response = ctx.site.pages.render(HttpError::Internal);
+    let status = response.status;
+    response.encode_head(clock.now(), false, &mut buf);
+    let head_len = buf.len();
+    if !head_only {
+        if let Body::Static(page) = response.body {
+            buf.extend_from_slice(page);
+        }
+    }
+    Outgoing::new(buf, head_len, status, false)
+}
+
+/// An error reply for a request we could not (fully) parse, or one that took too long. The
+/// connection lingers after it.
+fn error_reply(
+    ctx: &Context,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    err: HttpError,
+    request_line: Vec<u8>,
+) -> Box<Outgoing> {
+    let response = ctx.site.pages.render(err);
+    let mut out = prepare(response, false, false, clock.now(), output)
+        .unwrap_or_else(|_| fault_reply(ctx, false, clock, Vec::new()));
+    out.after = After::Linger;
+    out.log.request_line = request_line;
+    out
+}
+
+/// The access-log line for a reply that has ended, completed or cut off.
+fn record(conn: &Conn, ctx: &Context, clock: &mut Clock, out: &Outgoing) {
+    ctx.log.record(&Entry {
+        client: conn.peer.ip(),
+        time: &clf_time(clock.now()),
+        request_line: &out.log.request_line,
+        status: out.log.status,
+        bytes: out.body_sent(),
+        referer: out.log.referer.as_deref(),
+        user_agent: out.log.user_agent.as_deref(),
+    });
 }
 
 /// Answers a connection the server has no room for: whatever request has already arrived is
@@ -366,7 +827,7 @@ pub fn refuse(
     } = scratch;
     input.clear();
     let _ = stream.set_nonblocking(true);
-    let _ = recv_nonblocking(&stream, input);
+    let _ = sys::recv_nonblocking(stream.as_fd(), input);
     let response = ctx.site.pages.render(HttpError::Unavailable);
     let status = response.status;
     response.encode_head(clock.now(), false, output);
@@ -391,7 +852,20 @@ pub fn refuse(
     });
     let slot = slot?;
     let _ = stream.shutdown(Shutdown::Write);
-    Some(Conn::new(stream, peer, Duration::from_secs(1), slot))
+    Some(Conn::new(stream, peer, slot))
+}
+
+/// Closes a connection the server can no longer hold (the poller has stopped at the end of
+/// the grace period): a reply in progress is logged with the bytes that went out.
+pub fn abandon(conn: Conn, ctx: &Context, scratch: &mut Scratch) {
+    if let Some(out) = &conn.outgoing {
+        log::info!(
+            "{}: grace period over after {} bytes of the reply; closing",
+            conn.peer,
+            out.sent
+        );
+        record(&conn, ctx, &mut scratch.clock, out);
+    }
 }
 
 fn linger(conn: Conn) -> Next {
@@ -406,10 +880,12 @@ pub fn drain(conn: &mut Conn) -> bool {
     let mut sink = Vec::new();
     loop {
         sink.clear();
-        match recv_nonblocking(&conn.stream, &mut sink) {
+        match sys::recv_nonblocking(conn.stream.as_fd(), &mut sink) {
             Ok(0) => return true,
             Ok(n) => {
-                conn.drained += n;
+                conn.drained = conn
+                    .drained
+                    .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
                 if conn.drained >= DRAIN_LIMIT {
                     return true;
                 }
@@ -420,189 +896,6 @@ pub fn drain(conn: &mut Conn) -> bool {
     }
 }
 
-/// An error reply for a request we could not (fully) parse, or one that took too long.
-fn reply_error(
-    conn: &Conn,
-    ctx: &Context,
-    output: &mut Vec<u8>,
-    clock: &mut Clock,
-    err: HttpError,
-    line: &[u8],
-) {
-    log::debug!("{}: {err:?}", conn.peer);
-    let response = ctx.site.pages.render(err);
-    let status = response.status;
-    let result = send(&conn.stream, response, false, false, output, clock.now());
-    record(conn, ctx, clock, line, status, &result, None);
-    if let Err(err) = result {
-        log_write_error(conn.peer, &err.error);
-    }
-}
-
-/// The access-log line for one reply.
-fn record(
-    conn: &Conn,
-    ctx: &Context,
-    clock: &mut Clock,
-    line: &[u8],
-    status: u16,
-    result: &Result<u64, SendError>,
-    request: Option<&Request>,
-) {
-    ctx.log.record(&Entry {
-        client: conn.peer.ip(),
-        time: &clf_time(clock.now()),
-        request_line: line,
-        status,
-        bytes: match result {
-            Ok(sent) => *sent,
-            Err(err) => err.sent,
-        },
-        referer: request.and_then(|r| r.referer.as_deref()),
-        user_agent: request.and_then(|r| r.user_agent.as_deref()),
-    });
-}
-
-/// A failed send, with how many body bytes went out before it failed.
-struct SendError {
-    error: io::Error,
-    sent: u64,
-}
-
-impl From<io::Error> for SendError {
-    fn from(error: io::Error) -> Self {
-        SendError { error, sent: 0 }
-    }
-}
-
-/// Writes the reply: head and small body in one write, a large file body by `sendfile`.
-/// Returns the number of body bytes sent.
-fn send(
-    mut stream: &TcpStream,
-    response: Response,
-    head_only: bool,
-    keep_alive: bool,
-    output: &mut Vec<u8>,
-    date: &str,
-) -> Result<u64, SendError> {
-    response.encode_head(date, keep_alive, output);
-    if head_only || !response.has_body() {
-        stream.write_all(output)?;
-        return Ok(0);
-    }
-    match response.body {
-        Body::Empty => {
-            stream.write_all(output)?;
-            Ok(0)
-        }
-        Body::Static(bytes) => {
-            output.extend_from_slice(bytes);
-            stream.write_all(output)?;
-            Ok(bytes.len() as u64)
-        }
-        Body::Bytes(bytes) => {
-            output.extend_from_slice(&bytes);
-            stream.write_all(output)?;
-            Ok(bytes.len() as u64)
-        }
-        Body::File { file, offset, len } if len <= SMALL_BODY => {
-            let head_len = output.len();
-            output.resize(head_len + len as usize, 0);
-            file.read_exact_at(&mut output[head_len..], offset)?;
-            stream.write_all(output)?;
-            Ok(len)
-        }
-        Body::File { file, offset, len } => {
-            stream.write_all(output)?;
-            send_file(stream, &file, offset, len)
-        }
-        Body::Multipart {
-            file,
-            parts,
-            closing,
-        } => {
-            // Corked, so the small part heads share packets with the data around them.
-            let socket = socket2::SockRef::from(stream);
-            let _ = socket.set_cork(true);
-            let result = send_parts(stream, output, &file, &parts, &closing);
-            let _ = socket.set_cork(false);
-            result
-        }
-    }
-}
-
-/// The head, then each part's head and window of `file`, then the closing boundary.
-fn send_parts(
-    mut stream: &TcpStream,
-    head: &[u8],
-    file: &File,
-    parts: &[crate::response::Part],
-    closing: &[u8],
-) -> Result<u64, SendError> {
-    stream.write_all(head)?;
-    let mut sent = 0;
-    for part in parts {
-        let with_sent = |error| SendError { error, sent };
-        stream.write_all(&part.head).map_err(with_sent)?;
-        sent += part.head.len() as u64;
-        sent += send_file(stream, file, part.offset, part.len).map_err(|err| SendError {
-            error: err.error,
-            sent: sent + err.sent,
-        })?;
-    }
-    stream
-        .write_all(closing)
-        .map_err(|error| SendError { error, sent })?;
-    Ok(sent + closing.len() as u64)
-}
-
-/// The most one sendfile(2) call moves (the kernel's own cap, just under 2 GiB).
-const SENDFILE_MAX: u64 = 0x7fff_f000;
-
-/// Sends `len` bytes of `file` from `offset` with sendfile(2): page cache to socket, never
-/// through user space, at any 64-bit offset and without moving the file position.
-///
-/// Called directly because `std::io::copy` deliberately does not use sendfile from a regular
-/// file to a socket (std's `kernel_copy.rs`, `safe_kernel_copy`: a file changed mid-send
-/// could show through). A static server accepts that, as nginx does.
-fn send_file(stream: &TcpStream, file: &File, offset: u64, len: u64) -> Result<u64, SendError> {
-    let mut sent = 0;
-    while sent < len {
-        let chunk = (len - sent).min(SENDFILE_MAX) as usize;
-        let Ok(mut position) = libc::off64_t::try_from(offset + sent) else {
-            return Err(SendError {
-                error: io::Error::from(io::ErrorKind::InvalidInput),
-                sent,
-            });
-        };
-        // SAFETY: both descriptors are open for the duration of the call and `position` is a
-        // valid, exclusively borrowed off64_t.
-        let n =
-            unsafe { libc::sendfile64(stream.as_raw_fd(), file.as_raw_fd(), &mut position, chunk) };
-        match n {
-            n if n > 0 => sent += n as u64,
-            0 => {
-                // The file shrank under us: the framing is broken, so the connection must end.
-                return Err(SendError {
-                    error: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than its length",
-                    ),
-                    sent,
-                });
-            }
-            _ => {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
-                    // EAGAIN here is SO_SNDTIMEO expiring: the client stopped reading.
-                    return Err(SendError { error, sent });
-                }
-            }
-        }
-    }
-    Ok(sent)
-}
-
 fn log_write_error(peer: SocketAddr, err: &io::Error) {
     // A client hanging up is not our error (habit 7).
     match err.kind() {
@@ -611,34 +904,8 @@ fn log_write_error(peer: SocketAddr, err: &io::Error) {
         | io::ErrorKind::ConnectionAborted => {
             log::debug!("{peer}: client went away: {err}")
         }
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            log::info!("{peer}: send timed out; closing")
-        }
         _ => log::warn!("{peer}: write failed: {err}"),
     }
-}
-
-/// One non-blocking read into the spare capacity of `buf`. The socket itself stays blocking
-/// (writes rely on SO_SNDTIMEO); MSG_DONTWAIT makes just this read return WouldBlock.
-fn recv_nonblocking(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.reserve(READ_CHUNK);
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: recv writes at most `spare.len()` bytes into the spare capacity.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize;
-    // SAFETY: the kernel initialised the first `n` spare bytes.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -651,6 +918,7 @@ mod tests {
             idle: Duration::from_secs(5),
             header: Duration::from_secs(10),
             header_min_rate: 100,
+            send: Duration::from_secs(30),
         };
         let allowance = |received| head_allowance(&deadlines, received);
         assert_eq!(allowance(0), HEADER_SLACK);

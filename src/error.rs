@@ -13,10 +13,10 @@ use crate::response::{Body, Response};
 pub enum HttpError {
     /// Malformed request line, header, framing or path. The text is for the debug log only.
     BadRequest(&'static str),
-    /// The file exists but may not be served (a directory without an index, not a regular
-    /// file, no permission).
+    /// The file exists but may not be served (not a regular file, no permission).
     Forbidden,
-    /// No such file, or a path we refuse to reveal (dotfiles, symlinks leaving the root).
+    /// No such file, or a path we refuse to reveal (dotfiles, symlinks leaving the root, a
+    /// directory without an index when listing is off).
     NotFound,
     /// Anything but GET and HEAD.
     MethodNotAllowed,
@@ -270,7 +270,12 @@ mod tests {
                 panic!("error pages are static")
             };
             let page = std::str::from_utf8(page).unwrap();
-            assert!(page.contains(&format!("<title>{status} ")), "{page}");
+            // The page and the status line say the same thing.
+            let reason = crate::response::reason(status);
+            assert!(
+                page.contains(&format!("<title>{status} {reason}</title>")),
+                "{page}"
+            );
         }
         assert_eq!(
             HttpError::MethodNotAllowed.response().allow,

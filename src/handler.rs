@@ -7,13 +7,12 @@ use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conditional::{self, Outcome, Validators};
 use crate::error::{ErrorPages, HttpError};
-use crate::files::{self, Resolved, SafePath};
+use crate::files::{self, RelPath, Resolved, Root, SafePath};
 use crate::listing;
 use crate::negotiate::{self, Coding};
 use crate::range::{self, ByteRange, Ranges};
@@ -21,11 +20,11 @@ use crate::request::{Method, Request};
 use crate::response::{Body, Part, Response};
 
 /// What the handler needs to know about the site, fixed at start-up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Site {
-    /// The document root, canonical.
-    pub root: PathBuf,
-    /// `--list`: list directories that have no index file (else 403).
+    /// The document root, opened once: every path is resolved beneath its descriptor.
+    pub root: Root,
+    /// `--list`: list directories that have no index file (else 404).
     pub list: bool,
     /// `--health PATH`: answered with 200 `ok` without touching the disk.
     pub health: Option<String>,
@@ -36,7 +35,7 @@ pub struct Site {
 
 /// The reply to `request`.
 pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "fault-injection")]
     fault_injection(request);
     // RFC 9110 §9.1: GET and HEAD are the methods a static server implements.
     if !matches!(request.method, Method::Get | Method::Head) {
@@ -49,22 +48,26 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     let path = files::decode_path(target.path)?;
     match files::resolve(&site.root, &path, target.query)? {
         Resolved::Redirect(location) => Ok(redirect(location)),
-        Resolved::Directory { real, meta } if site.list => {
-            listing(request, site, &path, (&real, &meta), target.query)
+        Resolved::Directory { dir, meta, rel } if site.list => {
+            listing(request, site, &path, (&dir, &meta, &rel), target.query)
         }
-        Resolved::Directory { .. } => Err(HttpError::Forbidden),
+        // Without a listing, a directory with no index is not there, as far as a client can
+        // tell (GitHub Pages and Caddy answer 404 too): it does not reveal which directories
+        // exist.
+        Resolved::Directory { .. } => Err(HttpError::NotFound),
         Resolved::File {
             file,
             meta,
             content_type,
-            real,
-        } => file_reply(request, site, file, meta, content_type, &real),
+            rel,
+        } => file_reply(request, site, file, meta, content_type, &rel),
     }
 }
 
-/// Debug builds only (compiled out of release): a request for the path named by
-/// `HTTPD_DEBUG_PANIC_PATH` panics, so tests can prove a bug costs one request, not a worker.
-#[cfg(debug_assertions)]
+/// Only with the `fault-injection` feature (tests/fault.rs), never in a normal build: a
+/// request for the path named by `HTTPD_DEBUG_PANIC_PATH` panics, so tests can prove a bug
+/// costs one request, not a worker.
+#[cfg(feature = "fault-injection")]
 fn fault_injection(request: &Request) {
     if let Some(path) = std::env::var_os("HTTPD_DEBUG_PANIC_PATH") {
         if request.target.as_bytes() == path.as_encoded_bytes() {
@@ -99,9 +102,10 @@ fn file_reply(
     file: File,
     meta: Metadata,
     content_type: &'static str,
-    real: &Path,
+    rel: &RelPath,
 ) -> Result<Response, HttpError> {
-    let available = files::variants(real);
+    let variants = files::variants(&site.root, rel);
+    let available: Vec<Coding> = variants.iter().map(|variant| variant.coding).collect();
     // Every reply for a resource that has variants says the choice depended on the field.
     let vary = |mut response: Response| {
         if !available.is_empty() {
@@ -115,16 +119,26 @@ fn file_reply(
     };
     let (file, meta) = match coding {
         Coding::Identity => (file, meta),
-        coding => files::open_variant(real, coding)?,
+        coding => match variants
+            .into_iter()
+            .find(|variant| variant.coding == coding)
+        {
+            Some(variant) => (variant.file, variant.meta),
+            // choose() picks only from `available`.
+            None => return Err(HttpError::Internal),
+        },
     };
     let etag = etag(&meta, coding);
+    let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+    let now = SystemTime::now();
+    // RFC 9110 §8.8.2.1: a modification time in the future is replaced by now; compare what
+    // we send. (The head shows it as exactly the Date; see `Response::encode_head`.)
     let validators = Validators {
         etag: &etag,
-        last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
+        last_modified: modified.min(now),
     };
     let len = meta.len();
 
-    let now = SystemTime::now();
     let mut response = match conditional::evaluate(fields, true, &validators, now) {
         Outcome::Failed => return Ok(vary(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::NotModified => Response::new(304, Body::Empty),
@@ -133,7 +147,7 @@ fn file_reply(
                 (None, _) => Ranges::Full,
                 // RFC 9110 §13.1.5: a stale If-Range turns the range request into a full one.
                 (Some(_), Some(if_range))
-                    if !conditional::if_range_matches(if_range, &validators) =>
+                    if !conditional::if_range_matches(if_range, &validators, now) =>
                 {
                     Ranges::Full
                 }
@@ -188,7 +202,7 @@ fn file_reply(
     // 200, 206 and 304 carry the validators and the caching policy; a 304 carries no other
     // representation metadata (RFC 9110 §15.4.5).
     let not_modified = response.status == 304;
-    response.last_modified = Some(validators.last_modified);
+    response.last_modified = Some(modified);
     response.etag = Some(etag);
     response.accept_ranges = !not_modified;
     if let Some(name) = coding.name().filter(|_| !not_modified) {
@@ -263,11 +277,14 @@ fn listing(
     request: &Request,
     site: &Site,
     path: &SafePath,
-    (real, meta): (&Path, &Metadata),
+    (dir, meta, rel): (&File, &Metadata, &RelPath),
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
-    let (mut entries, truncated) = files::read_dir(&site.root, real)?;
+    let (mut entries, truncated) = files::read_dir(&site.root, dir, rel)?;
     listing::sort(&mut entries);
+    let now = SystemTime::now();
+    // Before the hash, so the tag follows the times the page shows.
+    listing::clamp_times(&mut entries, now);
     let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"))
         || negotiate::wants_json(request.fields.accept.as_deref());
     // The page is a function of the format, the path and the entries, so a hash of them is
@@ -277,7 +294,8 @@ fn listing(
     let etag = format!("\"{:016x}\"", hasher.finish());
     let validators = Validators {
         etag: &etag,
-        last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
+        // RFC 9110 §8.8.2.1: never later than now.
+        last_modified: meta.modified().unwrap_or(UNIX_EPOCH).min(now),
     };
     let listed = |mut response: Response| {
         response.etag = Some(etag.clone());
@@ -287,7 +305,7 @@ fn listing(
         response.extra.push(("Cache-Control", "no-cache".into()));
         response
     };
-    match conditional::evaluate(&request.fields, true, &validators, SystemTime::now()) {
+    match conditional::evaluate(&request.fields, true, &validators, now) {
         Outcome::NotModified => return Ok(listed(Response::new(304, Body::Empty))),
         Outcome::Failed => return Ok(listed(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::Proceed => {}
@@ -307,22 +325,56 @@ fn listing(
 
 /// A strong validator from size and modification time (to the nanosecond), and the coding
 /// for a precompressed variant: stable across restarts for an unchanged file, different when
-/// either changes, different for each variant.
+/// either changes, different for each variant. The time is signed (`-` before 1970), so files
+/// dated before the epoch get distinct tags too.
 pub fn etag(meta: &Metadata, coding: Coding) -> String {
-    let nanos = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    let (sign, nanos) = match meta.modified().map(|t| t.duration_since(UNIX_EPOCH)) {
+        Ok(Ok(after)) => ("", after.as_nanos()),
+        Ok(Err(before)) => ("-", before.duration().as_nanos()),
+        Err(_) => ("", 0),
+    };
     match coding.name() {
-        Some(name) => format!("\"{nanos:x}-{:x}-{name}\"", meta.len()),
-        None => format!("\"{nanos:x}-{:x}\"", meta.len()),
+        Some(name) => format!("\"{sign}{nanos:x}-{:x}-{name}\"", meta.len()),
+        None => format!("\"{sign}{nanos:x}-{:x}\"", meta.len()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etags_are_distinct_before_1970() {
+        use std::time::Duration;
+        let path = std::env::temp_dir().join(format!("httpd-etag-{}", std::process::id()));
+        std::fs::write(&path, "x").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let day = Duration::from_secs(86_400);
+        let tag_at = |time: SystemTime| {
+            file.set_modified(time).unwrap();
+            etag(&file.metadata().unwrap(), Coding::Identity)
+        };
+        let tags = [
+            tag_at(UNIX_EPOCH - 3653 * day),
+            tag_at(UNIX_EPOCH - 3652 * day),
+            tag_at(UNIX_EPOCH - Duration::from_secs(1)),
+            tag_at(UNIX_EPOCH),
+            tag_at(UNIX_EPOCH + Duration::from_secs(1)),
+        ];
+        // The same time gives the same tag.
+        assert_eq!(tag_at(UNIX_EPOCH - 3653 * day), tags[0]);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(tags[2], "\"-3b9aca00-1\"");
+        assert_eq!(tags[4], "\"3b9aca00-1\"");
+        for (i, a) in tags.iter().enumerate() {
+            // A valid entity-tag: quoted etagc, no inner quote (RFC 9110 §8.8.3).
+            let inner = &a[1..a.len() - 1];
+            assert!(a.starts_with('"') && a.ends_with('"') && !inner.contains('"'));
+            for b in &tags[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
 
     #[test]
     fn boundaries_differ() {

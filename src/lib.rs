@@ -12,9 +12,12 @@
 //!    precompressed variant ([`negotiate`]), evaluates preconditions ([`conditional`]) and
 //!    ranges ([`range`]), or renders a directory [`listing`],
 //! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
-//! 6. logs it ([`accesslog`]) and keeps going with pipelined requests, or
-//! 7. parks the connection in the [`poller`] until the client sends more (so an idle or slow
-//!    client never holds a worker), or closes it.
+//!    as much as the socket takes without waiting,
+//! 6. logs it ([`accesslog`]) once it is all sent, and keeps going with pipelined requests,
+//!    or
+//! 7. parks the connection in the [`poller`] until the client sends more, or until it makes
+//!    room for the rest of a reply (so an idle, slow-sending or slow-reading client never
+//!    holds a worker), or closes it.
 
 pub mod accesslog;
 pub mod conditional;
@@ -31,6 +34,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;
+pub(crate) mod sys;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle};

@@ -2,7 +2,7 @@
 //! times: never file contents). Every name is escaped for its context. May use: files.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::files::encode_segment;
 
@@ -19,6 +19,21 @@ pub struct Entry {
 /// Directories first, then by name (byte order, so the order is the same everywhere).
 pub fn sort(entries: &mut [Entry]) {
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+}
+
+/// Clamps every entry's time to what a listing may show: not before 1970 (as a file's
+/// Last-Modified is), not after `now`'s second (RFC 9110 §8.8.2.1: a time in the future is
+/// replaced by the present). Call it before hashing the entries for an ETag, so the tag
+/// changes exactly when the page does.
+pub fn clamp_times(entries: &mut [Entry], now: SystemTime) {
+    let latest =
+        UNIX_EPOCH + Duration::from_secs(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    for modified in entries
+        .iter_mut()
+        .filter_map(|entry| entry.modified.as_mut())
+    {
+        *modified = (*modified).max(UNIX_EPOCH).min(latest);
+    }
 }
 
 /// The HTML page for the directory at URL path `segments` (decoded). `truncated` says that
@@ -210,7 +225,7 @@ mod tests {
         assert!(page.contains("<title>Index of /d&lt;ir/</title>"), "{page}");
         assert!(page.contains("<a href=\"../\">../</a>"), "{page}");
         assert!(
-            page.contains("<a href=\"%3Cb%3E&%22x'.txt\">&lt;b&gt;&amp;&quot;x&#39;.txt</a>"),
+            page.contains("<a href=\"%3Cb%3E%26%22x%27.txt\">&lt;b&gt;&amp;&quot;x&#39;.txt</a>"),
             "{page}"
         );
         assert!(
@@ -224,6 +239,99 @@ mod tests {
         assert!(!page.contains("<b>"), "{page}");
         let root = String::from_utf8(html(&[], &[], true)).unwrap();
         assert!(!root.contains("../") && root.contains("Only the first entries"));
+    }
+
+    /// The hrefs of a page, in order (the page escapes them, so a `"` ends one).
+    fn hrefs(page: &str) -> Vec<&str> {
+        page.split("href=\"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect()
+    }
+
+    /// A relative reference is read as a scheme if its first segment has a `:` before any
+    /// `/`, `?` or `#` (RFC 3986 §4.2): no listing link may ever look like that.
+    #[test]
+    fn hrefs_are_never_schemes_or_off_site() {
+        // (A file name cannot hold `/`, so `//host` cannot arise; `/` is escaped anyway.)
+        let names: [&[u8]; 7] = [
+            b"javascript:alert(document.domain)",
+            b"https:evil.example",
+            b"JAVASCRIPT:x",
+            b"data:text,x",
+            b"a:b:c",
+            b"x'y(z)\"<w>&v",
+            b"plain.txt",
+        ];
+        let entries: Vec<Entry> = names.iter().map(|n| entry(n, false, 1)).collect();
+        let page = String::from_utf8(html(&[b"d".to_vec()], &entries, false)).unwrap();
+        let json: Vec<String> = String::from_utf8(json(&entries))
+            .unwrap()
+            .split("\"href\":\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+            .collect();
+        let html_hrefs = hrefs(&page);
+        assert_eq!(html_hrefs.len(), names.len() + 1, "{page}"); // and `../`
+        assert_eq!(json.len(), names.len());
+        for href in html_hrefs
+            .iter()
+            .copied()
+            .chain(json.iter().map(String::as_str))
+        {
+            let first = href.split(['/', '?', '#']).next().unwrap_or("");
+            assert!(!first.contains(':'), "scheme-like href {href:?}");
+            assert!(!href.starts_with("//") && !href.contains('\\'), "{href:?}");
+            assert!(
+                !href.contains(['"', '\'', '<', '>', '&', '(', ')', ' ']),
+                "{href:?}"
+            );
+        }
+        assert!(page.contains("href=\"javascript%3Aalert%28document.domain%29\""));
+        assert!(page.contains("href=\"https%3Aevil.example\""));
+        assert_eq!(json[0], "javascript%3Aalert%28document.domain%29");
+        assert_eq!(json[5], "x%27y%28z%29%22%3Cw%3E%26v");
+        // Each href decodes back to its name, so the link still leads to the file.
+        for (href, name) in json.iter().zip(names) {
+            let path = crate::files::decode_path(&format!("/{href}")).unwrap();
+            assert_eq!(path.segments, [name.to_vec()], "{href}");
+        }
+    }
+
+    #[test]
+    fn times_are_clamped_to_1970_and_now() {
+        let day = Duration::from_secs(86_400);
+        let now = UNIX_EPOCH + Duration::from_millis(784_111_777_700);
+        let mut entries = [
+            entry(b"old", false, 1),
+            entry(b"future", false, 1),
+            entry(b"now", false, 1),
+            entry(b"none", false, 1),
+        ];
+        entries[0].modified = Some(UNIX_EPOCH - 3653 * day);
+        entries[1].modified = Some(UNIX_EPOCH + 47_482 * day); // 2100
+        entries[3].modified = None;
+        clamp_times(&mut entries, now);
+        let second = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(entries[0].modified, Some(UNIX_EPOCH));
+        assert_eq!(entries[1].modified, Some(second));
+        assert_eq!(entries[2].modified, Some(second));
+        assert_eq!(entries[3].modified, None);
+        let text = String::from_utf8(json(&entries)).unwrap();
+        assert!(
+            text.contains("\"mtime\":\"1970-01-01T00:00:00Z\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"mtime\":\"1994-11-06T08:49:37Z\""),
+            "{text}"
+        );
+        assert!(text.contains("\"mtime\":null"), "{text}");
+        let page = String::from_utf8(html(&[], &entries, false)).unwrap();
+        assert!(page.contains("<td>1970-01-01 00:00</td>"), "{page}");
+        assert!(!page.contains("2100"), "{page}");
+        // Unclamped, a time before 1970 still renders as the epoch rather than failing.
+        assert_eq!(utc(UNIX_EPOCH - day, 'T'), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -29,7 +29,8 @@ struct Args {
     /// access log file, appended to (default: stderr)
     #[argh(option, short = 'l')]
     log: Option<PathBuf>,
-    /// seconds one write may wait for a client that stops reading (default: 30)
+    /// seconds a reply may wait for a client that takes none of it before the connection is
+    /// closed (default: 30)
     #[argh(option, default = "30")]
     send_timeout: u64,
     /// seconds in-flight replies may take after SIGTERM/SIGINT (default: 30)
@@ -50,7 +51,7 @@ struct Args {
     /// (default: direct)
     #[argh(option, default = "String::from(\"direct\")")]
     dispatch: String,
-    /// list directories that have no index.html (default: 403)
+    /// list directories that have no index.html (default: 404)
     #[argh(switch)]
     list: bool,
     /// directory of custom error pages: NNN.html per status, 50x.html for any 5xx
@@ -114,7 +115,9 @@ fn run(args: Args) -> Result<(), String> {
         Ok(config)
     })
     .map_err(|err| err.to_string())?;
+    let resolution = config.root.resolution_note().to_owned();
     let server = Server::bind(config).map_err(|err| err.to_string())?;
+    log::info!("{resolution}");
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     server::shutdown_on_signals(server.shutdown_handle())
         .map_err(|err| format!("cannot install signal handlers: {err}"))?;

@@ -1,10 +1,12 @@
 //! Holds every connection that is waiting for its client, outside the workers: one thread,
-//! one epoll set. A readable connection goes back to the pool; one past its deadline is
-//! closed (or, with half a head, handed back for a 408); a lingering close is drained here.
+//! one epoll set. A connection waiting to read goes back to the pool when readable, one with
+//! an unfinished reply when writable; one past its deadline is closed (or handed back for a
+//! 408, or for its cut-off reply to be logged); a lingering close is drained here.
 //! May use: polling, conn.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,8 @@ const SWEEP: Duration = Duration::from_millis(250);
 pub enum Wait {
     /// For (the rest of) a request: back to the pool when readable.
     Request,
+    /// For the client to make room for the rest of a reply: back to the pool when writable.
+    Write,
     /// For the client to close after our close: read and drop input until then.
     Drain,
 }
@@ -38,10 +42,13 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Keys grow with every park, so the map's order is the order connections were parked
-    /// in: the first idle entry is the connection idle the longest.
+    /// Keys grow with every park.
     next_key: usize,
     parked: BTreeMap<usize, Parked>,
+    /// The parked connections [`Parker::evict_idle`] may close, oldest idle first. Not the
+    /// order of parking: two workers can park in the opposite order of the replies their
+    /// clients saw.
+    idle: BTreeSet<(Instant, usize)>,
     /// Connections with requests already buffered, to be queued again by the poller thread.
     ready: Vec<Conn>,
     /// Shutting down: see [`Parker::stop`].
@@ -50,12 +57,14 @@ struct State {
     closed: bool,
 }
 
-#[derive(Clone, Copy)]
 struct Stopping {
     /// Everything still parked is closed then.
     by: Instant,
     /// Idle keep-alive connections are closed then.
     last_call: Instant,
+    /// Connections still open anywhere (parked, queued, or at a worker): the stop is done
+    /// when this is zero.
+    open: Arc<AtomicUsize>,
 }
 
 /// How long idle keep-alive connections stay open after a stop begins: a client in the
@@ -96,15 +105,16 @@ impl Parker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Holds `conn` until it is readable (or, for [`Wait::Drain`], until the client closes)
-    /// or `deadline` passes. While stopping, an idle keep-alive connection is closed instead;
-    /// once the poller has stopped, every connection is.
-    pub fn park(&self, conn: Conn, wait: Wait, mut deadline: Instant) {
+    /// Holds `conn` until it is readable (for [`Wait::Write`], writable; for [`Wait::Drain`],
+    /// until the client closes) or `deadline` passes. While stopping, an idle keep-alive
+    /// connection gets only the last call. Once the poller has stopped, the connection is
+    /// given back (`Err`), so that the caller can log a reply it cuts off.
+    pub fn park(&self, conn: Conn, wait: Wait, mut deadline: Instant) -> Result<(), Conn> {
         let mut state = self.state();
         if state.closed {
-            return;
+            return Err(conn);
         }
-        if let Some(stopping) = state.stopping {
+        if let Some(stopping) = &state.stopping {
             if wait == Wait::Request && conn.is_idle() && conn.has_served() {
                 deadline = deadline.min(stopping.last_call);
             }
@@ -115,9 +125,16 @@ impl Parker {
         // connection is in the map.
         // SAFETY: the fd stays open while its Conn is in `parked`, and every path that takes a
         // Conn out of `parked` deletes the fd from the poller first (`take`).
-        let added = unsafe { self.shared.poller.add(&conn.fd(), Event::readable(key)) };
+        let interest = match wait {
+            Wait::Write => Event::writable(key),
+            Wait::Request | Wait::Drain => Event::readable(key),
+        };
+        let added = unsafe { self.shared.poller.add(&conn.fd(), interest) };
         match added {
             Ok(()) => {
+                if wait == Wait::Request && conn.is_idle() {
+                    state.idle.insert((conn.idle_since(), key));
+                }
                 state.parked.insert(
                     key,
                     Parked {
@@ -127,19 +144,25 @@ impl Parker {
                     },
                 );
             }
-            Err(err) => log::warn!("cannot park a connection: {err}; closing it"),
+            Err(err) => {
+                log::warn!("cannot park a connection: {err}; closing it");
+                return Err(conn);
+            }
         }
+        Ok(())
     }
 
-    /// Queues `conn` again through the poller thread (it has buffered requests).
-    pub fn requeue(&self, conn: Conn) {
+    /// Queues `conn` again through the poller thread (it has more work ready). Once the poller
+    /// has stopped, the connection is given back (`Err`).
+    pub fn requeue(&self, conn: Conn) -> Result<(), Conn> {
         let mut state = self.state();
         if state.closed {
-            return;
+            return Err(conn);
         }
         state.ready.push(conn);
         drop(state);
         let _ = self.shared.poller.notify();
+        Ok(())
     }
 
     /// Closes the connection that has been idle the longest (a keep-alive connection between
@@ -147,11 +170,7 @@ impl Parker {
     /// whether there was one.
     pub fn evict_idle(&self) -> bool {
         let mut state = self.state();
-        let oldest = state
-            .parked
-            .iter()
-            .find(|(_, parked)| parked.closable(false))
-            .map(|(&key, _)| key);
+        let oldest = state.idle.first().map(|&(_, key)| key);
         let evicted = oldest.and_then(|key| self.take(&mut state, key));
         drop(state);
         evicted.is_some()
@@ -159,15 +178,17 @@ impl Parker {
 
     /// Starts the shutdown. Idle keep-alive connections close after a last call of
     /// [`LAST_CALL`] (a request that arrives meanwhile is answered with `Connection: close`);
-    /// [`Parker::run`] returns once the rest (new connections, heads in progress, lingering
-    /// closes) are done, or at `stop_by`, closing whatever is left. Returns how many idle
-    /// connections got the last call.
-    pub fn stop(&self, stop_by: Instant) -> usize {
+    /// [`Parker::run`] returns once every connection counted in `open` is done (replies in
+    /// flight at a worker or parked, new connections, heads in progress, lingering closes),
+    /// or at `stop_by`, closing whatever is left. Returns how many idle connections got the
+    /// last call.
+    pub fn stop(&self, stop_by: Instant, open: Arc<AtomicUsize>) -> usize {
         let mut state = self.state();
         let last_call = Instant::now() + LAST_CALL;
         state.stopping = Some(Stopping {
             by: stop_by,
             last_call,
+            open,
         });
         let mut idle = 0;
         for parked in state.parked.values_mut() {
@@ -200,8 +221,11 @@ impl Parker {
             let mut expired = Vec::new();
             let ready = {
                 let mut state = self.state();
-                if let Some(stopping) = state.stopping {
-                    let done = state.parked.is_empty() && state.ready.is_empty();
+                if let Some(stopping) = &state.stopping {
+                    // A connection at a worker is in neither map, so the count decides.
+                    let done = state.parked.is_empty()
+                        && state.ready.is_empty()
+                        && stopping.open.load(Ordering::SeqCst) == 0;
                     if done || Instant::now() >= stopping.by {
                         if !done {
                             log::warn!(
@@ -209,11 +233,28 @@ impl Parker {
                                 state.parked.len() + state.ready.len()
                             );
                         }
-                        for (_, parked) in std::mem::take(&mut state.parked) {
+                        let mut cut_off = Vec::new();
+                        state.idle.clear();
+                        for (_, mut parked) in std::mem::take(&mut state.parked) {
                             let _ = self.shared.poller.delete(parked.conn.fd());
+                            if parked.wait == Wait::Write {
+                                parked.conn.expire();
+                                cut_off.push(parked.conn);
+                            }
                         }
-                        state.ready.clear();
+                        for mut conn in std::mem::take(&mut state.ready) {
+                            if conn.is_writing() {
+                                conn.expire();
+                                cut_off.push(conn);
+                            }
+                        }
                         state.closed = true;
+                        drop(state);
+                        // Replies cut off by the end of the grace period still get their
+                        // log line: a worker closes them.
+                        for conn in cut_off {
+                            submit(conn);
+                        }
                         return;
                     }
                 }
@@ -227,9 +268,16 @@ impl Parker {
                     next_sweep = now + SWEEP;
                     let late: Vec<usize> = state
                         .parked
-                        .iter()
-                        .filter(|(_, parked)| parked.deadline <= now)
-                        .map(|(&key, _)| key)
+                        .iter_mut()
+                        .filter_map(|(&key, parked)| {
+                            // A client that takes bytes the kernel had queued is reading.
+                            if parked.wait == Wait::Write {
+                                if let Some(deadline) = parked.conn.sample_send_queue(now) {
+                                    parked.deadline = deadline;
+                                }
+                            }
+                            (parked.deadline <= now).then_some(key)
+                        })
                         .collect();
                     expired.extend(
                         late.into_iter()
@@ -248,18 +296,25 @@ impl Parker {
             } in readable
             {
                 match wait {
-                    Wait::Request => submit(conn),
+                    Wait::Request | Wait::Write => submit(conn),
                     Wait::Drain => {
                         if !conn::drain(&mut conn) {
-                            self.park(conn, Wait::Drain, deadline);
+                            // Closed if the poller has stopped: nothing to log.
+                            let _ = self.park(conn, Wait::Drain, deadline);
                         }
                     }
                 }
             }
             for Parked { mut conn, wait, .. } in expired {
                 // An idle keep-alive connection just closes (as nginx does); half a head
-                // gets its 408 from a worker.
-                if wait == Wait::Request && conn.has_partial_request() {
+                // gets its 408 from a worker; a reply the client stopped taking is closed by
+                // a worker, which logs the bytes that went out.
+                let handed_back = match wait {
+                    Wait::Request => conn.has_partial_request(),
+                    Wait::Write => true,
+                    Wait::Drain => false,
+                };
+                if handed_back {
                     conn.expire();
                     submit(conn);
                 }
@@ -269,7 +324,70 @@ impl Parker {
 
     fn take(&self, state: &mut State, key: usize) -> Option<Parked> {
         let parked = state.parked.remove(&key)?;
+        if parked.closable(false) {
+            state.idle.remove(&(parked.conn.idle_since(), key));
+        }
         let _ = self.shared.poller.delete(parked.conn.fd());
         Some(parked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::conn::Slot;
+
+    /// A connected pair over loopback: the server side wrapped as a `Conn`, and the client.
+    fn pair(listener: &TcpListener, open: &Arc<AtomicUsize>) -> (Conn, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        (Conn::new(server, peer, Slot::take(open)), client)
+    }
+
+    fn closed(client: &mut TcpStream) -> bool {
+        client.set_nonblocking(true).unwrap();
+        matches!(client.read(&mut [0u8; 16]), Ok(0))
+    }
+
+    #[test]
+    fn eviction_closes_the_connection_idle_longest_not_the_one_parked_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let parker = Parker::new().unwrap();
+        let (older, mut older_client) = pair(&listener, &open);
+        std::thread::sleep(Duration::from_millis(2));
+        let (newer, mut newer_client) = pair(&listener, &open);
+        let later = Instant::now() + Duration::from_secs(60);
+        // The newer one is parked first, as when the worker of the older one is slow to
+        // park it after its reply went out.
+        assert!(parker.park(newer, Wait::Request, later).is_ok());
+        assert!(parker.park(older, Wait::Request, later).is_ok());
+        assert!(parker.evict_idle());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(closed(&mut older_client), "the older connection is closed");
+        assert!(!closed(&mut newer_client), "the newer one stays open");
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+        assert!(parker.evict_idle());
+        assert!(!parker.evict_idle(), "nothing idle is left");
+        assert_eq!(open.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_connection_that_left_is_no_longer_a_candidate() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let parker = Parker::new().unwrap();
+        let (conn, _client) = pair(&listener, &open);
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(parker.park(conn, Wait::Request, later).is_ok());
+        let key = *parker.state().parked.keys().next().unwrap();
+        let taken = parker.take(&mut parker.state(), key);
+        assert!(taken.is_some());
+        assert!(parker.state().idle.is_empty());
+        assert!(!parker.evict_idle());
+        drop(taken);
     }
 }

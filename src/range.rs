@@ -138,11 +138,15 @@ fn parse_spec(spec: &str) -> Option<Spec> {
     Some(Spec::From(first, last))
 }
 
+/// A run of digits as a number; one too large for a u64 saturates to `u64::MAX`, which
+/// means the same thing to every use: a last-byte-pos past the end is "to the end" (RFC 9110
+/// §14.1.1), a suffix longer than the file is the whole file, and a first-byte-pos past the
+/// end is unsatisfiable. None of them is a syntax error.
 fn number(digits: &str) -> Option<u64> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 fn satisfiable(spec: &Spec, len: u64) -> Option<ByteRange> {
@@ -193,6 +197,14 @@ mod tests {
             ("bytes=,0-1", r(0, 1)),
             ("bytes=0-1 , ", r(0, 1)),
             ("bytes=0-1,", r(0, 1)),
+            // A last-byte-pos past the end, however large, means "to the end" (§14.1.1).
+            ("bytes=0-99999999999999999999", r(0, 999)),
+            ("bytes=10-18446744073709551615", r(10, 999)),
+            ("bytes=10-18446744073709551616", r(10, 999)),
+            ("bytes=10-000000000000000000000000000000000099", r(10, 99)),
+            // A suffix longer than the file is the whole file.
+            ("bytes=-99999999999999999999999", r(0, 999)),
+            ("bytes=-18446744073709551615", r(0, 999)),
         ];
         for (field, range) in table {
             assert_eq!(
@@ -227,6 +239,10 @@ mod tests {
             "bytes=1000-2000",
             "bytes=-0",
             "bytes=5000-6000,2000-",
+            // A first-byte-pos past the end, however large, is unsatisfiable (§14.1.2).
+            "bytes=99999999999999999999999-",
+            "bytes=99999999999999999999999-99999999999999999999999",
+            "bytes=18446744073709551615-",
         ] {
             assert_eq!(resolve(field, 1000), Ranges::Unsatisfiable, "{field}");
         }
@@ -234,6 +250,8 @@ mod tests {
         assert_eq!(resolve("bytes=-1", 0), Ranges::Unsatisfiable);
         // `bytes=` with an invalid spec: rejected, as nginx does.
         for field in [
+            // last < first, however large first is.
+            "bytes=99999999999999999999999-5",
             "bytes=5-1",
             "bytes=a-b",
             "bytes=1-2-3",
@@ -246,7 +264,6 @@ mod tests {
             "bytes=0-1,x",
             "bytes=0-1,5-1",
             "bytes=0-1, bytes=2-3",
-            "bytes=99999999999999999999999-",
         ] {
             assert_eq!(resolve(field, 1000), Ranges::Unsatisfiable, "{field}");
         }
@@ -276,6 +293,11 @@ mod tests {
         assert_eq!(
             resolve("bytes=0-1,2-3", 1000),
             Ranges::Partial(vec![r(0, 3)])
+        );
+        // A huge last-byte-pos in a set is still "to the end".
+        assert_eq!(
+            resolve("bytes=0-1,5-99999999999999999999", 1000),
+            Ranges::Partial(vec![r(0, 1), r(5, 999)])
         );
         // Unsatisfiable specs among satisfiable ones are dropped.
         assert_eq!(

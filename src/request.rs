@@ -56,9 +56,14 @@ pub struct Request {
     pub fields: Fields,
 }
 
-/// Request fields used after parsing. A field sent more than once is combined into one
-/// comma-separated value (RFC 9110 §5.3), which is right for lists and makes a repeated
-/// singleton (a date, a Range) unparseable, so it is ignored.
+/// Request fields used after parsing. A list field sent more than once is combined into one
+/// comma-separated value (RFC 9110 §5.3). A singleton field (a date, a Range, an If-Range)
+/// sent more than once is invalid, and an invalid field is ignored (RFC 9110 §5.3, §13.1.3,
+/// §13.1.4, §14.2): every copy is dropped, never combined into something that might still
+/// parse. If-Range is the exception in form, not in effect: dropping it would turn a
+/// conditional range into an unconditional one, so a repeated If-Range is kept as an empty
+/// value, which like any invalid If-Range never matches, and the Range is then ignored
+/// (§13.1.5).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
     pub if_match: Option<String>,
@@ -71,21 +76,33 @@ pub struct Fields {
     pub accept: Option<String>,
 }
 
+/// What a repeat of a kept field means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The lines combine into one list.
+    List,
+    /// The field is void: as if it had not been sent.
+    Singleton,
+    /// The field is void but stays present, as a value that never matches (If-Range).
+    Guard,
+}
+
+/// The fields kept in [`Fields`], in slot order.
+const KEPT: [(&str, Kind); 8] = [
+    ("if-match", Kind::List),
+    ("if-none-match", Kind::List),
+    ("if-modified-since", Kind::Singleton),
+    ("if-unmodified-since", Kind::Singleton),
+    ("range", Kind::Singleton),
+    ("if-range", Kind::Guard),
+    ("accept-encoding", Kind::List),
+    ("accept", Kind::List),
+];
+
 impl Fields {
-    /// The slot for a header name we keep, if any.
-    fn slot(&mut self, name: &str) -> Option<&mut Option<String>> {
-        const NAMES: [&str; 8] = [
-            "if-match",
-            "if-none-match",
-            "if-modified-since",
-            "if-unmodified-since",
-            "range",
-            "if-range",
-            "accept-encoding",
-            "accept",
-        ];
-        let index = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name))?;
-        Some(match index {
+    /// The slot for slot number `index` of [`KEPT`].
+    fn slot(&mut self, index: usize) -> &mut Option<String> {
+        match index {
             0 => &mut self.if_match,
             1 => &mut self.if_none_match,
             2 => &mut self.if_modified_since,
@@ -94,19 +111,28 @@ impl Fields {
             5 => &mut self.if_range,
             6 => &mut self.accept_encoding,
             _ => &mut self.accept,
-        })
+        }
     }
 
-    fn add(&mut self, name: &str, value: &[u8]) {
-        if let Some(slot) = self.slot(name) {
-            let value = String::from_utf8_lossy(value);
-            match slot {
-                Some(existing) => {
-                    existing.push_str(", ");
-                    existing.push_str(&value);
-                }
-                None => *slot = Some(value.into_owned()),
+    /// Keeps one field line if it is one we use. `repeated` has bit `i` set once singleton
+    /// `i` has been seen twice, so a third copy cannot bring it back.
+    fn add(&mut self, name: &str, value: &[u8], repeated: &mut u8) {
+        let Some(index) = KEPT.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) else {
+            return;
+        };
+        let kind = KEPT[index].1;
+        let slot = self.slot(index);
+        match slot {
+            Some(_) if kind != Kind::List => {
+                *slot = (kind == Kind::Guard).then(String::new);
+                *repeated |= 1 << index;
             }
+            _ if *repeated & (1 << index) != 0 => {}
+            Some(existing) => {
+                existing.push_str(", ");
+                existing.push_str(&String::from_utf8_lossy(value));
+            }
+            None => *slot = Some(String::from_utf8_lossy(value).into_owned()),
         }
     }
 }
@@ -179,9 +205,15 @@ fn check_partial(buf: &[u8]) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// `HTTP/x.y` with another version → 505; anything else where the version goes → 400.
+/// `METHOD SP TARGET SP HTTP/x.y` with another version → 505; anything else → 400. The line
+/// must have exactly three parts (RFC 9112 §3): in `GET /a b HTTP/1.1` the version is `b`,
+/// so the request is malformed, not of another version.
 fn classify_version(line: &[u8]) -> HttpError {
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    let mut parts = line.split(|&b| b == b' ');
+    let version = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(version), None) => version,
+        _ => return HttpError::BadRequest("malformed request line"),
+    };
     match version {
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
             if major.is_ascii_digit() && minor.is_ascii_digit() =>
@@ -217,6 +249,8 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
     let mut referer = None;
     let mut user_agent = None;
     let mut fields = Fields::default();
+    let mut repeated = 0;
+    let mut transfer_encoding = false;
     for header in req.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
@@ -242,6 +276,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
                 return Err(HttpError::BadRequest("empty Content-Length"));
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
             for token in tokens(header.value) {
                 codings.push(String::from_utf8_lossy(token).to_ascii_lowercase());
             }
@@ -250,7 +285,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         } else if name.eq_ignore_ascii_case("user-agent") {
             user_agent = Some(String::from_utf8_lossy(header.value).into_owned());
         } else {
-            fields.add(name, header.value);
+            fields.add(name, header.value, &mut repeated);
         }
     }
 
@@ -259,13 +294,19 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         return Err(HttpError::BadRequest("missing or repeated Host"));
     }
 
-    // RFC 9112 §6.1 and §6.3: both framings at once is a smuggling attempt; chunked must be
-    // the final coding; codings we don't know get 501.
-    let framing = if !codings.is_empty() {
+    // RFC 9112 §6.1 and §6.3: both framings at once is a smuggling attempt, even when the
+    // Transfer-Encoding is empty (`Transfer-Encoding: ,` names no coding, but a proxy in
+    // front may still have framed the body its own way); a Transfer-Encoding must name at
+    // least one coding (§6.1: `1#transfer-coding`); chunked must be the final coding; codings
+    // we don't know get 501.
+    let framing = if transfer_encoding {
         if length.is_some() {
             return Err(HttpError::BadRequest(
                 "Transfer-Encoding with Content-Length",
             ));
+        }
+        if codings.is_empty() {
+            return Err(HttpError::BadRequest("empty Transfer-Encoding"));
         }
         if minor_version == 0 || codings.last().map(String::as_str) != Some("chunked") {
             return Err(HttpError::BadRequest("unusable Transfer-Encoding"));
@@ -394,10 +435,56 @@ mod tests {
     #[test]
     fn repeated_fields_are_combined() {
         let (req, _) = complete(
-            b"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\nRange: bytes=0-1\r\nRANGE: bytes=2-3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\nRange: bytes=0-1\r\n\r\n",
         );
         assert_eq!(req.fields.if_none_match.as_deref(), Some("\"a\", \"b\""));
-        assert_eq!(req.fields.range.as_deref(), Some("bytes=0-1, bytes=2-3"));
+        assert_eq!(req.fields.range.as_deref(), Some("bytes=0-1"));
+    }
+
+    /// A list field repeated is combined; a singleton field repeated (any number of times) is
+    /// invalid and ignored (RFC 9110 §5.3).
+    #[test]
+    fn repeated_singletons_are_ignored() {
+        let table: &[(&str, &str, Option<&str>)] = &[
+            ("If-Match", "\"a\"", Some("\"a\", \"a\"")),
+            ("If-None-Match", "\"a\"", Some("\"a\", \"a\"")),
+            ("Accept-Encoding", "gzip", Some("gzip, gzip")),
+            ("Accept", "text/html", Some("text/html, text/html")),
+            ("Range", "bytes=0-1", None),
+            ("If-Range", "\"a\"", Some("")),
+            ("If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT", None),
+            ("If-Unmodified-Since", "Sun, 06 Nov 1994 08:49:37 GMT", None),
+        ];
+        for &(name, value, twice) in table {
+            let get = |req: &Request| match name {
+                "If-Match" => req.fields.if_match.clone(),
+                "If-None-Match" => req.fields.if_none_match.clone(),
+                "Accept-Encoding" => req.fields.accept_encoding.clone(),
+                "Accept" => req.fields.accept.clone(),
+                "Range" => req.fields.range.clone(),
+                "If-Range" => req.fields.if_range.clone(),
+                "If-Modified-Since" => req.fields.if_modified_since.clone(),
+                _ => req.fields.if_unmodified_since.clone(),
+            };
+            let head = |copies: usize| {
+                let line = format!("{name}: {value}\r\n");
+                format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", line.repeat(copies))
+            };
+            let (once, _) = complete(head(1).as_bytes());
+            assert_eq!(get(&once).as_deref(), Some(value), "{name} once");
+            let (two, _) = complete(head(2).as_bytes());
+            assert_eq!(get(&two).as_deref(), twice, "{name} twice");
+            if twice.is_none_or(str::is_empty) {
+                let (three, _) = complete(head(3).as_bytes());
+                assert_eq!(get(&three).as_deref(), twice, "{name} three times");
+            }
+        }
+        // Each singleton is judged on its own: a repeated Range leaves If-Range alone.
+        let (req, _) = complete(
+            b"GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nIf-Range: \"x\"\r\nRange: bytes=2-3\r\n\r\n",
+        );
+        assert_eq!(req.fields.range, None);
+        assert_eq!(req.fields.if_range.as_deref(), Some("\"x\""));
     }
 
     #[test]
@@ -472,6 +559,13 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
             (b"GET / FOO/1.1\r\nHost: a\r\n\r\n", 400),
+            // Only the third of exactly three parts is the version (RFC 9112 §3).
+            (b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /x junk HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET /a b HTTP/2.0\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1x\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / garbage\r\nHost: a\r\n\r\n", 400),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
             (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
             (b"GET / HTTP/3\r\nHost: a\r\n\r\n", 505),
@@ -481,6 +575,14 @@ mod tests {
                 400,
             ),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+            // An empty Transfer-Encoding is still a Transfer-Encoding: with a Content-Length
+            // it is the same smuggling risk, and alone it names no coding.
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\nContent-Length: 5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: , ,\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,\r\n\r\n", 400),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
@@ -529,6 +631,11 @@ mod tests {
             ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                Framing::Chunked,
+            ),
+            // Empty list elements are allowed around a real coding (RFC 9110 §5.6.1.2).
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n",
                 Framing::Chunked,
             ),
         ];

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The value of the `Server` header.
 pub const SERVER: &str = concat!("httpd/", env!("CARGO_PKG_VERSION"));
@@ -114,11 +114,16 @@ impl Response {
             let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
         }
         if let Some(modified) = self.last_modified {
-            let _ = write!(
-                out,
-                "Last-Modified: {}\r\n",
-                httpdate::HttpDate::from(modified)
-            );
+            // RFC 9110 §8.8.2.1: a modification time later than the message's Date is
+            // replaced by the Date. Parsing our own fixed-format Date costs no allocation.
+            match httpdate::parse_http_date(date) {
+                Ok(origin) if modified > origin => {
+                    let _ = write!(out, "Last-Modified: {date}\r\n");
+                }
+                _ => {
+                    let _ = write!(out, "Last-Modified: {}\r\n", http_date(modified));
+                }
+            }
         }
         if let Some(etag) = &self.etag {
             let _ = write!(out, "ETag: {etag}\r\n");
@@ -156,6 +161,7 @@ pub fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
         412 => "Precondition Failed",
         414 => "URI Too Long",
@@ -167,6 +173,20 @@ pub fn reason(status: u16) -> &'static str {
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
+}
+
+/// The last second an HTTP-date can show: 9999-12-31T23:59:59Z (a four-digit year).
+const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
+/// `time` as an HTTP-date, clamped to what one can show: 1970-01-01T00:00:00Z for anything
+/// earlier (a file dated 1960; nginx does the same), the year 9999 for anything later.
+/// `httpdate` panics outside that span, and a panic while encoding a head would cost the
+/// connection and every request pipelined behind it.
+pub fn http_date(time: SystemTime) -> httpdate::HttpDate {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs().min(LAST_HTTP_DATE));
+    httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 /// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), re-rendered at most
@@ -187,7 +207,8 @@ impl Clock {
             .unwrap_or(0);
         if second != self.second || self.text.is_empty() {
             self.second = second;
-            self.text = httpdate::fmt_http_date(now);
+            // A system clock set before 1970 must not panic the worker.
+            self.text = http_date(now).to_string();
         }
         &self.text
     }
@@ -212,7 +233,6 @@ pub fn clf_time(imf: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 
@@ -235,6 +255,85 @@ mod tests {
                  Connection: keep-alive\r\n\r\n"
             )
         );
+    }
+
+    fn last_modified(modified: SystemTime, date: &str) -> String {
+        let mut response = Response::new(200, Body::Empty);
+        response.last_modified = Some(modified);
+        let mut out = Vec::new();
+        response.encode_head(date, true, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        let line = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Last-Modified: "))
+            .unwrap_or_else(|| panic!("{head}"));
+        line.to_string()
+    }
+
+    #[test]
+    fn last_modified_is_clamped_between_the_epoch_and_the_date() {
+        let day = Duration::from_secs(86_400);
+        let before_1970 = UNIX_EPOCH - 3653 * day;
+        let table = [
+            // 1960: shown as the epoch, never a panic (nginx shows the same).
+            (before_1970, DATE, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (
+                UNIX_EPOCH - Duration::from_nanos(1),
+                DATE,
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
+            (UNIX_EPOCH, DATE, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            // Up to the Date's second, shown as it is.
+            (
+                UNIX_EPOCH + Duration::from_secs(784_111_776),
+                DATE,
+                "Sun, 06 Nov 1994 08:49:36 GMT",
+            ),
+            (
+                UNIX_EPOCH + Duration::from_millis(784_111_777_900),
+                DATE,
+                DATE,
+            ),
+            // Later than the Date (RFC 9110 §8.8.2.1): the Date.
+            (UNIX_EPOCH + Duration::from_secs(784_111_778), DATE, DATE),
+            (UNIX_EPOCH + Duration::from_secs(4_102_444_800), DATE, DATE),
+            // Past what an HTTP-date can show, with a Date we cannot read: still no panic.
+            (
+                UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1000),
+                "garbage",
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+            ),
+        ];
+        for (modified, date, expected) in table {
+            assert_eq!(
+                last_modified(modified, date),
+                expected,
+                "{modified:?} {date}"
+            );
+        }
+        assert_eq!(
+            http_date(before_1970).to_string(),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn every_status_we_send_has_a_reason() {
+        let statuses = crate::error::HttpError::STATUSES
+            .iter()
+            .chain(&[200, 206, 301, 304]);
+        for &status in statuses {
+            let phrase = reason(status);
+            assert!(
+                phrase != "Unknown" && !phrase.is_empty(),
+                "{status} has no reason phrase"
+            );
+            let mut out = Vec::new();
+            Response::new(status, Body::Empty).encode_head(DATE, true, &mut out);
+            let expected = format!("HTTP/1.1 {status} {phrase}\r\n");
+            assert!(out.starts_with(expected.as_bytes()), "{status}");
+        }
+        assert_eq!(reason(406), "Not Acceptable");
     }
 
     #[test]

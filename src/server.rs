@@ -134,6 +134,7 @@ impl Server {
             log: log.clone(),
             deadlines,
             stopping: Arc::clone(&stop.requested),
+            parked_files: Arc::new(AtomicUsize::new(0)),
         });
         let worker_parker = parker.clone();
         let worker_ctx = Arc::clone(&ctx);
@@ -141,16 +142,27 @@ impl Server {
             config.workers,
             QUEUE,
             Scratch::default,
-            move |scratch, conn| match conn::serve(conn, &worker_ctx, scratch) {
-                Next::Park(conn) => {
-                    let deadline = conn.deadline(&deadlines);
-                    worker_parker.park(conn, Wait::Request, deadline)
+            move |scratch, conn| {
+                let handed_over = match conn::serve(conn, &worker_ctx, scratch) {
+                    Next::Park(conn) => {
+                        let deadline = conn.deadline(&deadlines);
+                        worker_parker.park(conn, Wait::Request, deadline)
+                    }
+                    Next::ParkWrite(conn) => {
+                        let deadline = conn.deadline(&deadlines);
+                        worker_parker.park(conn, Wait::Write, deadline)
+                    }
+                    Next::Yield(conn) => worker_parker.requeue(conn),
+                    Next::Linger(conn) => {
+                        worker_parker.park(conn, Wait::Drain, Instant::now() + LINGER)
+                    }
+                    Next::Close => Ok(()),
+                };
+                // The poller has stopped (the grace period is over): the connection closes
+                // here, and a reply it cuts off still gets its log line.
+                if let Err(conn) = handed_over {
+                    conn::abandon(conn, &worker_ctx, scratch);
                 }
-                Next::Yield(conn) => worker_parker.requeue(conn),
-                Next::Linger(conn) => {
-                    worker_parker.park(conn, Wait::Drain, Instant::now() + LINGER)
-                }
-                Next::Close => {}
             },
         )?;
 
@@ -180,16 +192,20 @@ impl Server {
             None => fd_budget,
         };
         log::debug!("at most {limit} open connections");
+        // Every admitted connection, wherever it is: the stop waits for this to reach zero.
+        let open = Arc::new(AtomicUsize::new(0));
         let mut acceptor = Acceptor {
             listeners: &listeners,
             limit,
-            open: Arc::new(AtomicUsize::new(0)),
+            // An explicit limit past the budget has already been warned about: then running
+            // out of descriptors is what refuses newcomers.
+            fd_budget: fd_budget.max(limit),
+            open: Arc::clone(&open),
             refused: Arc::new(AtomicUsize::new(0)),
             refusals: 0,
             refusals_logged: None,
             spare: spare_fd(),
             dispatch: config.dispatch,
-            send_timeout: config.send_timeout,
             parker: &parker,
             to_workers: &to_workers,
             ctx: &ctx,
@@ -203,7 +219,7 @@ impl Server {
         // Shutdown, in data-flow order: nothing new comes in, idle connections close,
         // in-flight requests finish (bounded by the grace period), then the log is flushed.
         let stop_by = Instant::now() + config.grace;
-        let idle = parker.stop(stop_by);
+        let idle = parker.stop(stop_by, open);
         log::info!("shutting down: {idle} idle connections get a last call, then close");
         let _ = poller_thread.join();
         if !pool.shutdown(stop_by.saturating_duration_since(Instant::now())) {
@@ -338,6 +354,8 @@ fn spare_fd() -> Option<File> {
 struct Acceptor<'a> {
     listeners: &'a [TcpListener],
     limit: usize,
+    /// Descriptors connections and the files of their parked replies may use together.
+    fd_budget: usize,
     /// Connections counted against `limit` (each holds a [`Slot`]).
     open: Arc<AtomicUsize>,
     /// Refused connections lingering after their 503, counted against [`REFUSED_LINGER`].
@@ -347,7 +365,6 @@ struct Acceptor<'a> {
     refusals_logged: Option<Instant>,
     spare: Option<File>,
     dispatch: Dispatch,
-    send_timeout: Duration,
     parker: &'a Parker,
     to_workers: &'a Submitter<Conn>,
     ctx: &'a Context,
@@ -498,29 +515,43 @@ impl Acceptor<'_> {
 
     /// Admission control: under the limit, the connection goes to work; at it, the oldest
     /// idle connection makes room (as nginx does); with none idle, the newcomer gets 503.
+    /// A reply parked with its file open holds a second descriptor, so those count against
+    /// the descriptor budget too.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let room = self.open.load(Ordering::SeqCst) < self.limit || self.parker.evict_idle();
+        let open = self.open.load(Ordering::SeqCst);
+        let files = self.ctx.parked_files.load(Ordering::SeqCst);
+        let room = (open < self.limit && open + files < self.fd_budget) || self.parker.evict_idle();
         if !room {
             let limit = self.limit;
-            self.note_refusal(format_args!(
-                "{limit} connections open (--max-connections) and none idle"
-            ));
+            if open >= limit {
+                self.note_refusal(format_args!(
+                    "{open} connections open (--max-connections {limit}) and none idle"
+                ));
+            } else {
+                let budget = self.fd_budget;
+                self.note_refusal(format_args!(
+                    "{open} connections and {files} files of parked replies use the \
+                     {budget} descriptors available, and no connection is idle"
+                ));
+            }
             let slot = (self.refused.load(Ordering::SeqCst) < REFUSED_LINGER)
                 .then(|| Slot::take(&self.refused));
             if let Some(conn) = conn::refuse(stream, peer, self.ctx, &mut self.scratch, slot) {
                 self.parker
-                    .park(conn, Wait::Drain, Instant::now() + REFUSED_LINGER_TIME);
+                    .park(conn, Wait::Drain, Instant::now() + REFUSED_LINGER_TIME)
+                    .ok();
             }
             return;
         }
-        let conn = Conn::new(stream, peer, self.send_timeout, Slot::take(&self.open));
+        let conn = Conn::new(stream, peer, Slot::take(&self.open));
         match self.dispatch {
             Dispatch::Direct | Dispatch::Defer => {
                 let _ = self.to_workers.submit(conn);
             }
             Dispatch::Poll => {
                 let deadline = conn.deadline(&self.ctx.deadlines);
-                self.parker.park(conn, Wait::Request, deadline);
+                // Closed if the poller has stopped: nothing was asked of it yet.
+                let _ = self.parker.park(conn, Wait::Request, deadline);
             }
         }
     }

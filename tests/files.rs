@@ -15,7 +15,10 @@ fn symlinks_are_followed_only_inside_the_root() {
     outside.write("secret.txt", "outside the root");
     outside.write("dir/index.html", "outside index");
     let r = root.path();
-    symlink(r.join("style.css"), r.join("inside-link.css")).unwrap();
+    symlink("style.css", r.join("inside-link.css")).unwrap();
+    // Absolute targets are refused even when they name a file inside the root
+    // (RESOLVE_BENEATH): inside links must be relative.
+    symlink(r.join("style.css"), r.join("absolute-inside.css")).unwrap();
     symlink("docs", r.join("docs-link")).unwrap();
     symlink(outside.path().join("secret.txt"), r.join("escape.txt")).unwrap();
     symlink(outside.path().join("dir"), r.join("escape-dir")).unwrap();
@@ -46,6 +49,7 @@ fn symlinks_are_followed_only_inside_the_root() {
         "/etc/passwd",
         "/loop-a",
         "/index-escape/",
+        "/absolute-inside.css",
     ] {
         let reply = server.get(path);
         assert_eq!(reply.status, 404, "{path}: {}", reply.head);

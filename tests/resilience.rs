@@ -1,5 +1,6 @@
 //! Issue 4 over real sockets: idle and slow clients never hold a worker, every deadline is
-//! crossed, admission control at the connection limit, a panicking request, stop and restart.
+//! crossed, admission control at the connection limit, stop and restart. (A panicking
+//! request is in tests/fault.rs, behind the `fault-injection` feature.)
 
 mod common;
 
@@ -193,7 +194,11 @@ fn at_the_limit_the_oldest_idle_connection_makes_room_then_newcomers_get_503() {
         assert_eq!(ask(&mut stream), 200);
         open.push(stream);
     }
-    // A fifth: the oldest idle one is closed to make room, and the newcomer is served.
+    // A fifth: the oldest idle one is closed to make room, and the newcomer is served. A
+    // connection is a candidate once its worker has put it down after the reply, a moment
+    // after the client has read it; on a loaded machine a worker can be preempted for that
+    // moment, so give the workers a little time first.
+    thread::sleep(Duration::from_millis(100));
     let mut fifth = server.connect();
     assert_eq!(ask(&mut fifth), 200);
     let mut oldest = open.remove(0);
@@ -230,44 +235,15 @@ fn at_the_limit_the_oldest_idle_connection_makes_room_then_newcomers_get_503() {
         assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
     }
     assert!(server.terminate().success());
+    // The 503 is logged. The newcomer is answered at accept without waiting for it, so its
+    // request line is in the log only if the request had already arrived then.
     let lines = server.log_lines();
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("\"GET /index.html HTTP/1.1\" 503 ")),
+            .any(|l| l.contains("\"GET /index.html HTTP/1.1\" 503 ") || l.contains("\"\" 503 ")),
         "{lines:?}"
     );
-}
-
-#[test]
-fn a_panicking_request_costs_one_request_not_a_worker() {
-    let root = site();
-    let server = Server::start_with_env(
-        root.path(),
-        &["-w", "2"],
-        &[("HTTPD_DEBUG_PANIC_PATH", "/boom")],
-    );
-    // Five times as many panics as workers: if a panic cost a worker, nothing would be left.
-    for _ in 0..10 {
-        let reply = server.get("/boom");
-        assert_eq!(reply.status, 500);
-        assert_eq!(reply.header("Connection"), Some("close"));
-    }
-    // Both workers still serve: two downloads in flight at once, then more requests.
-    let mut a = server.connect();
-    let mut b = server.connect();
-    for stream in [&mut a, &mut b] {
-        stream
-            .write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-    }
-    for stream in [&mut a, &mut b] {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        assert_eq!(Reply::read(&mut reader, false).unwrap().status, 200);
-    }
-    for _ in 0..20 {
-        assert_eq!(server.get("/style.css").status, 200);
-    }
 }
 
 #[test]

@@ -1,17 +1,19 @@
 //! Target splitting, percent-decoding and resolution on arbitrary strings, against a real
-//! directory tree with a symlink out of the root: nothing resolves outside the root.
+//! directory tree with a symlink out of the root, with both resolvers (openat2 and the
+//! component walk): nothing opened lies outside the root (checked through /proc/self/fd).
 #![no_main]
 
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use httpd::files::{self, Resolved};
+use httpd::files::{self, Resolution, Resolved, Root};
 use libfuzzer_sys::fuzz_target;
 
 /// The fuzzing root (made once per process under the temp dir; the fuzzer exits by itself
 /// after `-max_total_time`, so the small tree is left for the OS's temp cleanup).
-fn root() -> &'static PathBuf {
+fn root_path() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let base = std::env::temp_dir().join(format!("httpd-fuzz-{}", std::process::id()));
@@ -23,6 +25,17 @@ fn root() -> &'static PathBuf {
         std::fs::write(base.join("outside/secret"), "secret").unwrap();
         let _ = symlink(base.join("outside"), root.join("out"));
         root.canonicalize().unwrap()
+    })
+}
+
+/// The root opened with the kernel's resolver (where it exists) and with the walk.
+fn roots() -> &'static [Root; 2] {
+    static ROOTS: OnceLock<[Root; 2]> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        [
+            Root::open(root_path()).unwrap(),
+            Root::open_with(root_path(), Resolution::Walk).unwrap(),
+        ]
     })
 }
 
@@ -39,12 +52,15 @@ fuzz_target!(|data: &[u8]| {
     for segment in &path.segments {
         assert!(segment.as_slice() != b".." && !segment.contains(&b'/') && !segment.contains(&0));
     }
-    let root = root();
-    match files::resolve(root, &path, split.query) {
-        Ok(Resolved::File { real, .. }) | Ok(Resolved::Directory { real, .. }) => {
-            assert!(real.starts_with(root), "{target:?} -> {real:?}");
+    let root_path = root_path();
+    for root in roots() {
+        match files::resolve(root, &path, split.query) {
+            Ok(Resolved::File { file: fd, .. }) | Ok(Resolved::Directory { dir: fd, .. }) => {
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+                assert!(real.starts_with(root_path), "{target:?} -> {real:?}");
+            }
+            Ok(Resolved::Redirect(location)) => assert!(!location.starts_with("//")),
+            Err(_) => {}
         }
-        Ok(Resolved::Redirect(location)) => assert!(!location.starts_with("//")),
-        Err(_) => {}
     }
 });
