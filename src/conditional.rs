@@ -27,14 +27,10 @@ pub enum Outcome {
     Failed,
 }
 
-/// Evaluates the preconditions in RFC 9110 §13.2.2 order. `safe` is true for GET and HEAD;
-/// `now` is the server's clock (an If-Modified-Since later than it is invalid).
-pub fn evaluate(
-    fields: &Fields,
-    safe: bool,
-    validators: &Validators<'_>,
-    now: SystemTime,
-) -> Outcome {
+/// Evaluates the preconditions in RFC 9110 §13.2.2 order, for GET and HEAD (the only methods
+/// that get this far: others are 405 first). `now` is the server's clock (an
+/// If-Modified-Since later than it is invalid).
+pub fn evaluate(fields: &Fields, validators: &Validators<'_>, now: SystemTime) -> Outcome {
     // 1. If-Match (strong comparison); 2. otherwise If-Unmodified-Since.
     if let Some(if_match) = &fields.if_match {
         if !matches_any(if_match, validators.etag, Comparison::Strong) {
@@ -45,17 +41,15 @@ pub fn evaluate(
             return Outcome::Failed;
         }
     }
-    // 3. If-None-Match (weak comparison); 4. otherwise If-Modified-Since, GET/HEAD only.
+    // 3. If-None-Match (weak comparison): 304 for GET and HEAD; 4. otherwise
+    // If-Modified-Since.
     if let Some(if_none_match) = &fields.if_none_match {
         if matches_any(if_none_match, validators.etag, Comparison::Weak) {
-            return if safe {
-                Outcome::NotModified
-            } else {
-                Outcome::Failed
-            };
+            return Outcome::NotModified;
         }
-    } else if safe {
-        // RFC 7232 §3.3: "A date which is later than the server's current time is invalid."
+    } else {
+        // RFC 9110 §13.1.3 reads the date by the origin server's clock, and RFC 2616 §14.25
+        // said outright that a date later than the server's current time is invalid.
         // Honouring it would let a client with a wrong clock pin a stale copy for good.
         let valid = |date: &i64| *date <= seconds(now);
         let since = fields.if_modified_since.as_deref().and_then(parse_date);
@@ -194,7 +188,7 @@ mod tests {
         }
     }
 
-    fn outcome(headers: &[(&str, &str)], safe: bool) -> Outcome {
+    fn outcome(headers: &[(&str, &str)]) -> Outcome {
         let mut fields = Fields::default();
         for (name, value) in headers {
             let slot = match *name {
@@ -208,73 +202,59 @@ mod tests {
         }
         // "Now" is 2000-01-01: after every date below but the one in 2100.
         let now = UNIX_EPOCH + Duration::from_secs(946_684_800);
-        evaluate(&fields, safe, &validators(), now)
+        evaluate(&fields, &validators(), now)
     }
 
-    /// (request fields, GET or HEAD, expected outcome)
-    type Case<'a> = (&'a [(&'a str, &'a str)], bool, Outcome);
+    /// (request fields of a GET or HEAD, expected outcome)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Outcome);
 
     #[test]
     fn precedence_and_comparisons() {
         use Outcome::*;
         let table: &[Case<'_>] = &[
-            (&[], true, Proceed),
-            (&[("If-None-Match", ETAG)], true, NotModified),
-            (&[("If-None-Match", "W/\"5f-a\"")], true, NotModified),
-            (&[("If-None-Match", "\"x\", \"5f-a\"")], true, NotModified),
-            (&[("If-None-Match", "\"x\",\"y\"")], true, Proceed),
-            (&[("If-None-Match", "*")], true, NotModified),
-            (&[("If-None-Match", ETAG)], false, Failed),
-            (&[("If-None-Match", "\"a,b\", \"5f-a\"")], true, NotModified),
-            (&[("If-Modified-Since", DATE)], true, NotModified),
-            (&[("If-Modified-Since", LATER)], true, NotModified),
+            (&[], Proceed),
+            (&[("If-None-Match", ETAG)], NotModified),
+            (&[("If-None-Match", "W/\"5f-a\"")], NotModified),
+            (&[("If-None-Match", "\"x\", \"5f-a\"")], NotModified),
+            (&[("If-None-Match", "\"x\",\"y\"")], Proceed),
+            (&[("If-None-Match", "*")], NotModified),
+            (&[("If-None-Match", "\"a,b\", \"5f-a\"")], NotModified),
+            (&[("If-Modified-Since", DATE)], NotModified),
+            (&[("If-Modified-Since", LATER)], NotModified),
             // A date in the future is invalid and ignored.
             (
                 &[("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")],
-                true,
                 Proceed,
             ),
-            (&[("If-Modified-Since", EARLIER)], true, Proceed),
-            (&[("If-Modified-Since", "not a date")], true, Proceed),
-            (&[("If-Modified-Since", DATE)], false, Proceed),
+            (&[("If-Modified-Since", EARLIER)], Proceed),
+            (&[("If-Modified-Since", "not a date")], Proceed),
             // If-None-Match present: If-Modified-Since is ignored.
             (
                 &[("If-None-Match", "\"other\""), ("If-Modified-Since", DATE)],
-                true,
                 Proceed,
             ),
-            (&[("If-Match", ETAG)], true, Proceed),
-            (&[("If-Match", "*")], true, Proceed),
-            (&[("If-Match", "\"other\"")], true, Failed),
+            (&[("If-Match", ETAG)], Proceed),
+            (&[("If-Match", "*")], Proceed),
+            (&[("If-Match", "\"other\"")], Failed),
             // If-Match uses strong comparison: a weak tag never matches.
-            (&[("If-Match", "W/\"5f-a\"")], true, Failed),
-            (&[("If-Unmodified-Since", DATE)], true, Proceed),
-            (&[("If-Unmodified-Since", EARLIER)], true, Failed),
-            (&[("If-Unmodified-Since", "garbage")], true, Proceed),
+            (&[("If-Match", "W/\"5f-a\"")], Failed),
+            (&[("If-Unmodified-Since", DATE)], Proceed),
+            (&[("If-Unmodified-Since", EARLIER)], Failed),
+            (&[("If-Unmodified-Since", "garbage")], Proceed),
             // If-Match present: If-Unmodified-Since is ignored.
             (
                 &[("If-Match", ETAG), ("If-Unmodified-Since", EARLIER)],
-                true,
                 Proceed,
             ),
             // A failed If-Match wins over a matching If-None-Match.
             (
                 &[("If-Match", "\"other\""), ("If-None-Match", ETAG)],
-                true,
                 Failed,
             ),
-            (
-                &[("If-Match", ETAG), ("If-None-Match", ETAG)],
-                true,
-                NotModified,
-            ),
+            (&[("If-Match", ETAG), ("If-None-Match", ETAG)], NotModified),
         ];
-        for (headers, safe, expected) in table {
-            assert_eq!(
-                outcome(headers, *safe),
-                *expected,
-                "{headers:?} safe={safe}"
-            );
+        for (headers, expected) in table {
+            assert_eq!(outcome(headers), *expected, "{headers:?}");
         }
     }
 
@@ -342,9 +322,9 @@ mod tests {
             // We send the epoch as its Last-Modified: revalidating with it is a 304, and
             // it has not changed since then.
             let ims = fields("If-Modified-Since", epoch_date);
-            assert_eq!(evaluate(&ims, true, &v, now), Outcome::NotModified);
+            assert_eq!(evaluate(&ims, &v, now), Outcome::NotModified);
             let ius = fields("If-Unmodified-Since", epoch_date);
-            assert_eq!(evaluate(&ius, true, &v, now), Outcome::Proceed);
+            assert_eq!(evaluate(&ius, &v, now), Outcome::Proceed);
             // A date that stands for many times is no strong validator.
             assert!(!if_range_matches(epoch_date, &v, now));
             assert!(if_range_matches(ETAG, &v, now));

@@ -139,7 +139,7 @@ fn file_reply(
     };
     let len = meta.len();
 
-    let mut response = match conditional::evaluate(fields, true, &validators, now) {
+    let mut response = match conditional::evaluate(fields, &validators, now) {
         Outcome::Failed => return Ok(vary(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::NotModified => Response::new(304, Body::Empty),
         Outcome::Proceed => {
@@ -305,7 +305,7 @@ fn listing(
         response.extra.push(("Cache-Control", "no-cache".into()));
         response
     };
-    match conditional::evaluate(&request.fields, true, &validators, now) {
+    match conditional::evaluate(&request.fields, &validators, now) {
         Outcome::NotModified => return Ok(listed(Response::new(304, Body::Empty))),
         Outcome::Failed => return Ok(listed(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::Proceed => {}
