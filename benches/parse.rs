@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use httpd::files;
 use httpd::request::{self, Parsed};
 use httpd::response::{Body, Response};
+use httpd::url;
 
 /// ApacheBench 2.3's exact requests, without and with `-k`.
 const AB: &[u8] =
@@ -53,7 +53,7 @@ fn decode_path(c: &mut Criterion) {
         ("encoded", "/docs/%E2%9C%93%20caf%C3%A9%20menu.html"),
     ] {
         group.throughput(Throughput::Bytes(path.len() as u64));
-        group.bench_function(name, |b| b.iter(|| files::decode_path(black_box(path))));
+        group.bench_function(name, |b| b.iter(|| url::decode_path(black_box(path))));
     }
     group.finish();
 }

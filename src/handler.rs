@@ -1,7 +1,7 @@
 //! One parsed request → one `Response`, in the order RFC 9110 wants the checks: method,
 //! health check, target, path safety, resolution, content negotiation, preconditions,
-//! range, reply headers. No sockets. May use: request, files, negotiate, conditional, range,
-//! listing, response, error.
+//! range, reply headers. No sockets. May use: request, url, files, negotiate, conditional,
+//! range, listing, response, error.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
@@ -12,12 +12,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conditional::{self, Outcome, Validators};
 use crate::error::{ErrorPages, HttpError};
-use crate::files::{self, RelPath, Resolved, Root, SafePath};
+use crate::files::{self, RelPath, Resolved, Root};
 use crate::listing;
 use crate::negotiate::{self, Coding};
 use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
 use crate::response::{Body, Part, Response};
+use crate::url::{self, SafePath};
 
 /// What the handler needs to know about the site, fixed at start-up.
 #[derive(Debug, Clone)]
@@ -41,11 +42,11 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     if !matches!(request.method, Method::Get | Method::Head) {
         return Err(HttpError::MethodNotAllowed);
     }
-    let target = files::split_target(&request.target)?;
+    let target = url::split_target(&request.target)?;
     if site.health.as_deref() == Some(target.path) {
         return Ok(health());
     }
-    let path = files::decode_path(target.path)?;
+    let path = url::decode_path(target.path)?;
     match files::resolve(&site.root, &path, target.query)? {
         Resolved::Redirect(location) => Ok(redirect(location)),
         Resolved::Directory { dir, meta, rel } if site.list => {

@@ -7,10 +7,11 @@
 //!    channel), or parks it in the [`poller`] (`--dispatch poll`).
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
-//! 4. asks [`handler::respond`], which uses [`files`] to turn the path into an open file
-//!    (or an [`error::HttpError`], mapped to a status in one place), then picks a
-//!    precompressed variant ([`negotiate`]), evaluates preconditions ([`conditional`]) and
-//!    ranges ([`range`]), or renders a directory [`listing`],
+//! 4. asks [`handler::respond`], which uses [`url`] to split and decode the target and
+//!    [`files`] to turn the path into an open file (or an [`error::HttpError`], mapped to a
+//!    status in one place), then picks a precompressed variant ([`negotiate`]), evaluates
+//!    preconditions ([`conditional`]) and ranges ([`range`]), or renders a directory
+//!    [`listing`],
 //! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
 //!    as much as the socket takes without waiting,
 //! 6. logs it ([`accesslog`]) once it is all sent, and keeps going with pipelined requests,
@@ -35,6 +36,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub(crate) mod sys;
+pub mod url;
 
 pub use config::Config;
 pub use server::{Server, ShutdownHandle};

@@ -1,10 +1,10 @@
 //! Directory listing pages, HTML or JSON, rendered from entries already read (names, sizes,
-//! times: never file contents). Every name is escaped for its context. May use: files.
+//! times: never file contents). Every name is escaped for its context. May use: url.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::files::encode_segment;
+use crate::url::encode_segment;
 
 /// One visible entry of a directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(json[5], "x%27y%28z%29%22%3Cw%3E%26v");
         // Each href decodes back to its name, so the link still leads to the file.
         for (href, name) in json.iter().zip(names) {
-            let path = crate::files::decode_path(&format!("/{href}")).unwrap();
+            let path = crate::url::decode_path(&format!("/{href}")).unwrap();
             assert_eq!(path.segments, [name.to_vec()], "{href}");
         }
     }

@@ -10,6 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use httpd::files::{self, Resolution, Resolved, Root};
+use httpd::url;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -78,10 +79,10 @@ fn no_decoded_path_resolves_outside_the_root() {
     });
     runner
         .run(&strategy, |target| {
-            let Ok(split) = files::split_target(&target) else {
+            let Ok(split) = url::split_target(&target) else {
                 return Ok(());
             };
-            let Ok(path) = files::decode_path(split.path) else {
+            let Ok(path) = url::decode_path(split.path) else {
                 return Ok(());
             };
             for root in [&openat2, &walk] {
@@ -96,7 +97,7 @@ fn check(
     root: &Root,
     root_path: &Path,
     target: &str,
-    path: &files::SafePath,
+    path: &url::SafePath,
     query: Option<&str>,
 ) -> Result<(), TestCaseError> {
     match files::resolve(root, path, query) {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use httpd::files::{self, Resolution, Resolved, Root};
+use httpd::url;
 use libfuzzer_sys::fuzz_target;
 
 /// The fuzzing root (made once per process under the temp dir; the fuzzer exits by itself
@@ -43,10 +44,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(split) = files::split_target(target) else {
+    let Ok(split) = url::split_target(target) else {
         return;
     };
-    let Ok(path) = files::decode_path(split.path) else {
+    let Ok(path) = url::decode_path(split.path) else {
         return;
     };
     for segment in &path.segments {
