@@ -1,23 +1,85 @@
-//! Validated settings, built once at start-up from the command line: every check that can
-//! fail before the server binds happens here, with a message a user can act on. May use: error, files (to open the root), std.
+//! Every setting once: each flag's name, default and help text in [`Args`], and the one
+//! validated conversion from them to the [`Config`] the server runs with
+//! ([`Config::from_args`]), so every check that can fail before the server binds happens
+//! here, with a message a user can act on.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use argh::FromArgs;
 
 use crate::error::ErrorPages;
 use crate::files::Root;
+use crate::handler::Site;
 
-/// Default for `--send-timeout`: how long a reply may wait for a client that takes none of it
-/// before the connection is closed (nginx's `send_timeout`).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default for `--grace`: how long in-flight replies may take to finish after SIGTERM/SIGINT.
-pub const GRACE: Duration = Duration::from_secs(30);
-/// Default for `--header-timeout`: how long a request head may take from its first byte.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default for `--header-min-rate`, in bytes per second.
-pub const HEADER_MIN_RATE: u32 = 100;
+// The flags as typed: each default is the one the binary uses, written once next to the help
+// text that states it. Nothing here is checked yet; `Config::from_args` does that. (The doc
+// comment below is the `--help` description, so this note is a plain comment.)
+/// Serve a folder over HTTP/1.1 with a fixed pool of worker threads.
+#[derive(FromArgs, Debug)]
+pub struct Args {
+    /// document root to serve (default: docroot)
+    #[argh(option, short = 'r', default = "PathBuf::from(\"docroot\")")]
+    pub root: PathBuf,
+    /// number of worker threads, at least 1 (default: 8)
+    #[argh(option, short = 'w', default = "8")]
+    pub workers: usize,
+    /// address to listen on, IPv4 or IPv6 (default: 127.0.0.1)
+    #[argh(option, short = 'a', default = "String::from(\"127.0.0.1\")")]
+    pub host: String,
+    /// port to listen on; 0 picks a free one (default: 8080)
+    #[argh(option, short = 'p', default = "8080")]
+    pub port: u16,
+    /// seconds a connection may wait idle for its next request (default: 5)
+    #[argh(option, short = 't', default = "5")]
+    pub timeout: u64,
+    /// access log file, appended to (default: stderr)
+    #[argh(option, short = 'l')]
+    pub log: Option<PathBuf>,
+    /// seconds a reply may wait for a client that takes none of it before the connection is
+    /// closed (default: 30)
+    #[argh(option, default = "30")]
+    pub send_timeout: u64,
+    /// seconds in-flight replies may take after SIGTERM/SIGINT (default: 30)
+    #[argh(option, default = "30")]
+    pub grace: u64,
+    /// seconds a request head may take from its first byte to its end (default: 10)
+    #[argh(option, default = "10")]
+    pub header_timeout: u64,
+    /// bytes per second a request head must keep up after its first 2 seconds; 0 turns the
+    /// check off (default: 100)
+    #[argh(option, default = "100")]
+    pub header_min_rate: u32,
+    /// most connections open at once; at the limit the oldest idle one is closed, else
+    /// newcomers get 503 (default: the open-file limit less a reserve)
+    #[argh(option)]
+    pub max_connections: Option<usize>,
+    /// how new connections reach the workers: direct, defer (TCP_DEFER_ACCEPT) or poll
+    /// (default: direct)
+    #[argh(option, default = "String::from(\"direct\")")]
+    pub dispatch: String,
+    /// list directories that have no index.html (default: 404)
+    #[argh(switch)]
+    pub list: bool,
+    /// directory of custom error pages: NNN.html per status, 50x.html for any 5xx
+    /// (default: 404.html and 50x.html at the root, if present)
+    #[argh(option)]
+    pub error_pages: Option<PathBuf>,
+    /// answer GET/HEAD on this path with 200 "ok" without touching the disk, e.g. /healthz
+    #[argh(option)]
+    pub health: Option<String>,
+    /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
+    #[argh(option)]
+    pub cache_control: Option<String>,
+    /// debug logging (RUST_LOG works too)
+    #[argh(switch, short = 'd')]
+    pub debug: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    pub version: bool,
+}
 
 /// How new connections reach the workers (`--dispatch`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +113,19 @@ pub struct Deadlines {
     pub idle: Duration,
     /// From the first byte of a head to its end (`--header-timeout`).
     pub header: Duration,
-    /// Bytes per second a head must keep up, after a second of slack (`--header-min-rate`);
-    /// 0 turns the rate check off.
+    /// Bytes per second a head must keep up (`--header-min-rate`), after the first two
+    /// seconds (`HEADER_SLACK` in conn.rs); 0 turns the rate check off.
     pub header_min_rate: u32,
     /// A reply waiting for its client: from the last byte the client took (`--send-timeout`).
     pub send: Duration,
 }
 
-/// Everything the server needs to start.
+/// Everything the server needs to start, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The document root: canonicalised and opened once, here; every request is resolved
-    /// beneath its descriptor.
-    pub root: Root,
+    /// What the handler needs (root, listing, health path, Cache-Control, error pages),
+    /// handed to it as is.
+    pub site: Site,
     pub workers: usize,
     pub addr: SocketAddr,
     /// Keep-alive idle timeout and request-head deadlines.
@@ -77,14 +139,6 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
-    /// List directories without an index (`--list`).
-    pub list: bool,
-    /// The health-check path (`--health`).
-    pub health: Option<String>,
-    /// The `Cache-Control` value for file responses (`--cache-control`).
-    pub cache_control: Option<String>,
-    /// Custom error pages, already read.
-    pub pages: ErrorPages,
 }
 
 /// A setting that cannot work, worded for the person who typed it.
@@ -100,187 +154,285 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Checks and canonicalises the settings, and opens the document root (probing, once,
-    /// how paths will be resolved beneath it).
-    pub fn new(
-        root: &Path,
-        workers: usize,
-        host: &str,
-        port: u16,
-        timeout_secs: u64,
-        access_log: Option<PathBuf>,
-    ) -> Result<Config, ConfigError> {
-        let root = root
-            .canonicalize()
-            .map_err(|err| ConfigError(format!("document root '{}': {err}", root.display())))?;
-        if !root.is_dir() {
-            return Err(ConfigError(format!(
-                "document root '{}' is not a directory",
-                root.display()
-            )));
-        }
-        let root = Root::open(&root)
-            .map_err(|err| ConfigError(format!("document root '{}': {err}", root.display())))?;
-        if workers == 0 {
+    /// The one conversion from flags to settings: checks every value (the first problem,
+    /// in flag order, is the one reported), canonicalises the document root and opens it
+    /// (probing, once, how paths will be resolved beneath it), and reads the error pages.
+    pub fn from_args(args: Args) -> Result<Config, ConfigError> {
+        let root = open_root(&args.root)?;
+        if args.workers == 0 {
             return Err(ConfigError("--workers must be at least 1".into()));
         }
-        if timeout_secs == 0 {
-            return Err(ConfigError("--timeout must be at least 1 second".into()));
-        }
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        let ip: IpAddr = bare.parse().map_err(|_| {
-            ConfigError(format!(
-                "invalid address '{host}': expected an IP address such as 127.0.0.1 or ::1"
-            ))
-        })?;
-        Ok(Config {
-            root,
-            workers,
-            addr: SocketAddr::new(ip, port),
-            deadlines: Deadlines {
-                idle: Duration::from_secs(timeout_secs),
-                header: HEADER_TIMEOUT,
-                header_min_rate: HEADER_MIN_RATE,
-                send: SEND_TIMEOUT,
-            },
-            max_connections: None,
-            dispatch: Dispatch::Direct,
-            access_log,
-            grace: GRACE,
-            list: false,
-            health: None,
-            cache_control: None,
-            pages: ErrorPages::default(),
-        })
-    }
-
-    /// `--send-timeout SECS` (at least 1) and `--grace SECS` (0 stops at once).
-    pub fn with_timeouts(mut self, send_secs: u64, grace_secs: u64) -> Result<Config, ConfigError> {
-        if send_secs == 0 {
-            return Err(ConfigError(
-                "--send-timeout must be at least 1 second".into(),
-            ));
-        }
-        self.deadlines.send = Duration::from_secs(send_secs);
-        self.grace = Duration::from_secs(grace_secs);
-        Ok(self)
-    }
-
-    /// `--header-timeout SECS` (at least 1) and `--header-min-rate BYTES` (0: no rate check).
-    pub fn with_header_limits(mut self, secs: u64, min_rate: u32) -> Result<Config, ConfigError> {
-        if secs == 0 {
-            return Err(ConfigError(
-                "--header-timeout must be at least 1 second".into(),
-            ));
-        }
-        self.deadlines.header = Duration::from_secs(secs);
-        self.deadlines.header_min_rate = min_rate;
-        Ok(self)
-    }
-
-    /// `--max-connections N` (at least 1; unset: derived from the open-file limit).
-    pub fn with_max_connections(mut self, max: Option<usize>) -> Result<Config, ConfigError> {
-        if max == Some(0) {
+        let idle = at_least_a_second("--timeout", args.timeout)?;
+        let ip = parse_host(&args.host)?;
+        let send = at_least_a_second("--send-timeout", args.send_timeout)?;
+        let header = at_least_a_second("--header-timeout", args.header_timeout)?;
+        if args.max_connections == Some(0) {
             return Err(ConfigError("--max-connections must be at least 1".into()));
         }
-        self.max_connections = max;
-        Ok(self)
+        let health = args.health.map(url_path).transpose()?;
+        let cache_control = args.cache_control.map(header_value).transpose()?;
+        // `--error-pages DIR` or, without it, `404.html`/`50x.html` at the root, read now.
+        let pages =
+            ErrorPages::load(args.error_pages.as_deref(), root.path()).map_err(ConfigError)?;
+        let dispatch = Dispatch::parse(&args.dispatch)?;
+        Ok(Config {
+            site: Site {
+                root,
+                list: args.list,
+                health,
+                cache_control,
+                pages,
+            },
+            workers: args.workers,
+            addr: SocketAddr::new(ip, args.port),
+            deadlines: Deadlines {
+                idle,
+                header,
+                header_min_rate: args.header_min_rate,
+                send,
+            },
+            max_connections: args.max_connections,
+            dispatch,
+            access_log: args.log,
+            grace: Duration::from_secs(args.grace),
+        })
     }
+}
 
-    /// `--health PATH`: an absolute URL path, answered without touching the disk.
-    pub fn with_health(mut self, path: Option<String>) -> Result<Config, ConfigError> {
-        if let Some(path) = &path {
-            if !path.starts_with('/')
-                || !path.bytes().all(|b| b.is_ascii_graphic())
-                || path.contains('?')
-            {
-                return Err(ConfigError(format!(
-                    "--health '{path}': expected a URL path such as /healthz"
-                )));
-            }
-        }
-        self.health = path;
-        Ok(self)
+/// `-r DIR`: an existing directory, canonicalised and opened once.
+fn open_root(root: &std::path::Path) -> Result<Root, ConfigError> {
+    let root = root
+        .canonicalize()
+        .map_err(|err| ConfigError(format!("document root '{}': {err}", root.display())))?;
+    if !root.is_dir() {
+        return Err(ConfigError(format!(
+            "document root '{}' is not a directory",
+            root.display()
+        )));
     }
+    Root::open(&root)
+        .map_err(|err| ConfigError(format!("document root '{}': {err}", root.display())))
+}
 
-    /// `--cache-control VALUE`: sent verbatim, so it must be a plain header value.
-    pub fn with_cache_control(mut self, value: Option<String>) -> Result<Config, ConfigError> {
-        if let Some(value) = &value {
-            if value.trim().is_empty() || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-            {
-                return Err(ConfigError(format!(
-                    "--cache-control '{value}': expected a header value such as 'public, max-age=3600'"
-                )));
-            }
-        }
-        self.cache_control = value;
-        Ok(self)
+/// A timeout flag in whole seconds: 0 would close every connection at once.
+fn at_least_a_second(flag: &str, secs: u64) -> Result<Duration, ConfigError> {
+    if secs == 0 {
+        return Err(ConfigError(format!("{flag} must be at least 1 second")));
     }
+    Ok(Duration::from_secs(secs))
+}
 
-    /// `--error-pages DIR` (or, without it, `404.html`/`50x.html` at the root), read now.
-    pub fn with_error_pages(mut self, dir: Option<&Path>) -> Result<Config, ConfigError> {
-        self.pages = ErrorPages::load(dir, self.root.path()).map_err(ConfigError)?;
-        Ok(self)
+/// `-a HOST`: an IP address, IPv6 with or without brackets (no names: nothing to resolve).
+fn parse_host(host: &str) -> Result<IpAddr, ConfigError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().map_err(|_| {
+        ConfigError(format!(
+            "invalid address '{host}': expected an IP address such as 127.0.0.1 or ::1"
+        ))
+    })
+}
+
+/// `--health PATH`: an absolute URL path, compared verbatim with request targets.
+fn url_path(path: String) -> Result<String, ConfigError> {
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('?') {
+        return Err(ConfigError(format!(
+            "--health '{path}': expected a URL path such as /healthz"
+        )));
     }
+    Ok(path)
+}
+
+/// `--cache-control VALUE`: sent verbatim, so it must be a plain header value (no line
+/// breaks that could start a header of their own).
+fn header_value(value: String) -> Result<String, ConfigError> {
+    if value.trim().is_empty() || !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        return Err(ConfigError(format!(
+            "--cache-control '{value}': expected a header value such as 'public, max-age=3600'"
+        )));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Parses `flags` (with `-r .` unless they name a root) as the command line would, then validates them.
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        let mut all = flags.to_vec();
+        if !flags.contains(&"-r") {
+            all.extend(["-r", "."]);
+        }
+        let args = Args::from_args(&["httpd"], &all).map_err(|exit| exit.output)?;
+        Config::from_args(args).map_err(|err| err.0)
+    }
+
     #[test]
-    fn validation() {
-        let ok = Config::new(Path::new("."), 8, "::1", 0, 5, None).unwrap();
-        assert!(ok.root.path().is_absolute());
-        assert_eq!(ok.addr, "[::1]:0".parse().unwrap());
+    fn defaults_are_the_documented_ones() {
+        let config = parse(&[]).unwrap();
+        assert!(config.site.root.path().is_absolute());
+        assert_eq!(config.workers, 8);
+        assert_eq!(config.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(
-            Config::new(Path::new("."), 1, "[::1]", 80, 1, None)
-                .unwrap()
-                .addr,
-            "[::1]:80".parse().unwrap()
+            config.deadlines,
+            Deadlines {
+                idle: Duration::from_secs(5),
+                header: Duration::from_secs(10),
+                header_min_rate: 100,
+                send: Duration::from_secs(30),
+            }
         );
-        let errors = [
-            Config::new(Path::new("/no/such/dir"), 8, "127.0.0.1", 0, 5, None),
-            Config::new(Path::new("Cargo.toml"), 8, "127.0.0.1", 0, 5, None),
-            Config::new(Path::new("."), 0, "127.0.0.1", 0, 5, None),
-            Config::new(Path::new("."), 8, "localhost:80", 0, 5, None),
-            Config::new(Path::new("."), 8, "127.0.0.1", 0, 0, None),
+        assert_eq!(config.grace, Duration::from_secs(30));
+        assert_eq!(config.max_connections, None);
+        assert_eq!(config.dispatch, Dispatch::Direct);
+        assert_eq!(config.access_log, None);
+        assert!(!config.site.list);
+        assert_eq!(config.site.health, None);
+        assert_eq!(config.site.cache_control, None);
+        // The defaults that --help states are the ones in force.
+        let help = Args::from_args(&["httpd"], &["--help"]).unwrap_err().output;
+        for said in [
+            "(default: docroot)",
+            "(default: 8)",
+            "(default: 127.0.0.1)",
+            "(default: 8080)",
+            "(default: 5)",
+            "(default: 30)",
+            "(default: 10)",
+            "(default: 100)",
+            "(default: direct)",
+        ] {
+            assert!(help.contains(said), "{said} missing from {help}");
+        }
+    }
+
+    #[test]
+    fn every_flag_reaches_its_setting() {
+        let config = parse(&[
+            "-w",
+            "3",
+            "-a",
+            "[::1]",
+            "-p",
+            "80",
+            "-t",
+            "7",
+            "-l",
+            "access.log",
+            "--send-timeout",
+            "2",
+            "--grace",
+            "0",
+            "--header-timeout",
+            "3",
+            "--header-min-rate",
+            "0",
+            "--max-connections",
+            "9",
+            "--dispatch",
+            "poll",
+            "--list",
+            "--health",
+            "/healthz",
+            "--cache-control",
+            "public, max-age=60",
+        ])
+        .unwrap();
+        assert_eq!(config.workers, 3);
+        assert_eq!(config.addr, "[::1]:80".parse().unwrap());
+        assert_eq!(
+            config.deadlines,
+            Deadlines {
+                idle: Duration::from_secs(7),
+                header: Duration::from_secs(3),
+                header_min_rate: 0,
+                send: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(config.grace, Duration::ZERO);
+        assert_eq!(config.max_connections, Some(9));
+        assert_eq!(config.dispatch, Dispatch::Poll);
+        assert_eq!(config.access_log, Some(PathBuf::from("access.log")));
+        assert!(config.site.list);
+        assert_eq!(config.site.health.as_deref(), Some("/healthz"));
+        assert_eq!(
+            config.site.cache_control.as_deref(),
+            Some("public, max-age=60")
+        );
+        assert_eq!(parse(&["-a", "::1"]).unwrap().addr.ip().to_string(), "::1");
+    }
+
+    #[test]
+    fn each_invalid_setting_says_what_is_wrong() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-r", "/no/such/dir"], "document root '/no/such/dir': "),
+            (&["-r", "Cargo.toml"], "is not a directory"),
+            (&["-w", "0"], "--workers must be at least 1"),
+            (&["-t", "0"], "--timeout must be at least 1 second"),
+            (
+                &["-a", "localhost:80"],
+                "invalid address 'localhost:80': expected an IP address such as 127.0.0.1 or ::1",
+            ),
+            (
+                &["--send-timeout", "0"],
+                "--send-timeout must be at least 1 second",
+            ),
+            (
+                &["--header-timeout", "0"],
+                "--header-timeout must be at least 1 second",
+            ),
+            (
+                &["--max-connections", "0"],
+                "--max-connections must be at least 1",
+            ),
+            (
+                &["--health", "healthz"],
+                "--health 'healthz': expected a URL path such as /healthz",
+            ),
+            (&["--health", "/a b"], "--health '/a b'"),
+            (&["--health", "/x?y"], "--health '/x?y'"),
+            (&["--health", "/\n"], "--health '/\n'"),
+            (
+                &["--cache-control", ""],
+                "--cache-control '': expected a header value",
+            ),
+            (
+                &["--cache-control", "a\r\nSet-Cookie: x=1"],
+                "--cache-control 'a\r\n",
+            ),
+            (
+                &["--cache-control", "caf\u{e9}"],
+                "--cache-control 'caf\u{e9}'",
+            ),
+            (
+                &["--error-pages", "/no/such/dir"],
+                "--error-pages '/no/such/dir'",
+            ),
+            (
+                &["--dispatch", "fast"],
+                "--dispatch 'fast': expected direct, defer or poll",
+            ),
+            // The first problem in flag order is the one reported.
+            (&["-t", "0", "-w", "0"], "--workers must be at least 1"),
+            (
+                &["--dispatch", "x", "-t", "0"],
+                "--timeout must be at least 1 second",
+            ),
         ];
-        for result in errors {
-            assert!(result.is_err(), "{result:?}");
+        for (flags, expected) in cases {
+            match parse(flags) {
+                Ok(_) => panic!("{flags:?} accepted"),
+                Err(message) => assert!(
+                    message.contains(expected),
+                    "{flags:?}: {message:?} does not say {expected:?}"
+                ),
+            }
         }
-        let base = || Config::new(Path::new("."), 1, "::1", 0, 1, None).unwrap();
-        assert!(base().with_health(Some("/healthz".into())).is_ok());
-        assert!(base().with_timeouts(0, 30).is_err());
-        assert!(base().with_header_limits(0, 100).is_err());
-        assert!(base().with_max_connections(Some(0)).is_err());
-        let limited = base().with_header_limits(3, 0).unwrap();
-        assert_eq!(limited.deadlines.header, Duration::from_secs(3));
-        assert_eq!(limited.deadlines.header_min_rate, 0);
-        assert_eq!(Dispatch::parse("poll"), Ok(Dispatch::Poll));
-        assert!(Dispatch::parse("fast").is_err());
-        let timed = base().with_timeouts(2, 0).unwrap();
-        assert_eq!(
-            (timed.deadlines.send, timed.grace),
-            (Duration::from_secs(2), Duration::ZERO)
-        );
-        for bad in ["healthz", "/a b", "/x?y", "/\n"] {
-            assert!(base().with_health(Some(bad.into())).is_err(), "{bad}");
+        for mode in ["direct", "defer", "poll"] {
+            assert!(parse(&["--dispatch", mode]).is_ok(), "{mode}");
         }
-        assert!(base()
-            .with_cache_control(Some("public, max-age=60".into()))
-            .is_ok());
-        for bad in ["", "a\r\nSet-Cookie: x=1", "caf\u{e9}"] {
-            assert!(
-                base().with_cache_control(Some(bad.into())).is_err(),
-                "{bad:?}"
-            );
-        }
-        assert!(base()
-            .with_error_pages(Some(Path::new("/no/such/dir")))
-            .is_err());
     }
 }

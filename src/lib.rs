@@ -2,7 +2,8 @@
 //!
 //! The pipeline, one way only:
 //!
-//! 1. [`server`] accepts a connection (admission control at `--max-connections`: evict the
+//! 1. [`server`] wires the stages together; the accept loop accepts a connection from the
+//!    per-CPU listeners (admission control at `--max-connections`: evict the
 //!    longest-idle connection, else answer 503) and queues it for the [`pool`] (a bounded
 //!    channel), or parks it in the [`poller`] (`--dispatch poll`).
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
@@ -20,6 +21,9 @@
 //!    room for the rest of a reply (so an idle, slow-sending or slow-reading client never
 //!    holds a worker), or closes it.
 
+#![deny(unsafe_code)]
+
+pub(crate) mod accept;
 pub mod accesslog;
 pub mod conditional;
 pub mod config;
@@ -27,6 +31,7 @@ pub mod conn;
 pub mod error;
 pub mod files;
 pub mod handler;
+pub(crate) mod listen;
 pub mod listing;
 pub mod negotiate;
 pub mod poller;
@@ -35,6 +40,8 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;
+// The one module allowed `unsafe`: system calls behind safe, documented wrappers.
+#[allow(unsafe_code)]
 pub(crate) mod sys;
 pub mod url;
 

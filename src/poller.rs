@@ -2,10 +2,11 @@
 //! one epoll set. A connection waiting to read goes back to the pool when readable, one with
 //! an unfinished reply when writable; one past its deadline is closed (or handed back for a
 //! 408, or for its cut-off reply to be logged); a lingering close is drained here.
-//! May use: polling, conn.
+//! May use: polling, conn, sys (epoll registration).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, Poller};
 
 use crate::conn::{self, Conn};
+use crate::sys::Registered;
 
 /// How often deadlines are checked: timeouts are whole seconds, so this is precise enough,
 /// and a sweep over every parked connection stays cheap at this rate.
@@ -36,7 +38,8 @@ pub struct Parker {
 }
 
 struct Shared {
-    poller: Poller,
+    /// Shared with every registration, which deletes itself from it (see [`Registered`]).
+    poller: Arc<Poller>,
     state: Mutex<State>,
 }
 
@@ -76,12 +79,29 @@ impl Parked {
     /// Closing it loses nothing: it waits for a next request that has not started.
     fn closable(&self, served_only: bool) -> bool {
         self.wait == Wait::Request
-            && self.conn.is_idle()
-            && (!served_only || self.conn.has_served())
+            && self.conn.0.is_idle()
+            && (!served_only || self.conn.0.has_served())
     }
 }
 
+/// A parked connection: registered in the epoll set for as long as it is in the map.
 struct Parked {
+    conn: Registered<Held, Arc<Poller>>,
+    wait: Wait,
+    deadline: Instant,
+}
+
+/// A connection as registered: its socket is what the epoll set watches.
+struct Held(Conn);
+
+impl AsFd for Held {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.fd()
+    }
+}
+
+/// A connection taken out of the map, no longer registered.
+struct Unparked {
     conn: Conn,
     wait: Wait,
     deadline: Instant,
@@ -91,7 +111,7 @@ impl Parker {
     pub fn new() -> io::Result<Parker> {
         Ok(Parker {
             shared: Arc::new(Shared {
-                poller: Poller::new()?,
+                poller: Arc::new(Poller::new()?),
                 state: Mutex::new(State::default()),
             }),
         })
@@ -120,20 +140,22 @@ impl Parker {
             }
         }
         let key = state.next_key;
-        state.next_key = state.next_key.wrapping_add(1) % (usize::MAX - 1);
-        // Registered under the lock, so the poller thread cannot see the event before the
-        // connection is in the map.
-        // SAFETY: the fd stays open while its Conn is in `parked`, and every path that takes a
-        // Conn out of `parked` deletes the fd from the poller first (`take`).
+        // `polling` keeps the key `usize::MAX` for its own wake-ups (`notify`), so keys wrap
+        // before it. (Wrapping cannot collide with a parked key in practice: that would take
+        // 2^64 parks while one connection stays parked.)
+        state.next_key = if key >= usize::MAX - 1 { 0 } else { key + 1 };
         let interest = match wait {
             Wait::Write => Event::writable(key),
             Wait::Request | Wait::Drain => Event::readable(key),
         };
-        let added = unsafe { self.shared.poller.add(&conn.fd(), interest) };
-        match added {
-            Ok(()) => {
-                if wait == Wait::Request && conn.is_idle() {
-                    state.idle.insert((conn.idle_since(), key));
+        // Registered under the lock, so the poller thread cannot see the event before the
+        // connection is in the map; it stays registered exactly as long as it is in the map.
+        let idle = wait == Wait::Request && conn.is_idle();
+        let idle_since = conn.idle_since();
+        match Registered::add(Arc::clone(&self.shared.poller), Held(conn), interest) {
+            Ok(conn) => {
+                if idle {
+                    state.idle.insert((idle_since, key));
                 }
                 state.parked.insert(
                     key,
@@ -144,7 +166,7 @@ impl Parker {
                     },
                 );
             }
-            Err(err) => {
+            Err((err, Held(conn))) => {
                 log::warn!("cannot park a connection: {err}; closing it");
                 return Err(conn);
             }
@@ -235,11 +257,11 @@ impl Parker {
                         }
                         let mut cut_off = Vec::new();
                         state.idle.clear();
-                        for (_, mut parked) in std::mem::take(&mut state.parked) {
-                            let _ = self.shared.poller.delete(parked.conn.fd());
+                        for (_, parked) in std::mem::take(&mut state.parked) {
+                            let Held(mut conn) = parked.conn.into_inner();
                             if parked.wait == Wait::Write {
-                                parked.conn.expire();
-                                cut_off.push(parked.conn);
+                                conn.expire();
+                                cut_off.push(conn);
                             }
                         }
                         for mut conn in std::mem::take(&mut state.ready) {
@@ -272,7 +294,8 @@ impl Parker {
                         .filter_map(|(&key, parked)| {
                             // A client that takes bytes the kernel had queued is reading.
                             if parked.wait == Wait::Write {
-                                if let Some(deadline) = parked.conn.sample_send_queue(now) {
+                                let conn = &mut parked.conn.get_mut().0;
+                                if let Some(deadline) = conn.sample_send_queue(now) {
                                     parked.deadline = deadline;
                                 }
                             }
@@ -289,7 +312,7 @@ impl Parker {
             for conn in ready {
                 submit(conn);
             }
-            for Parked {
+            for Unparked {
                 mut conn,
                 wait,
                 deadline,
@@ -305,7 +328,7 @@ impl Parker {
                     }
                 }
             }
-            for Parked { mut conn, wait, .. } in expired {
+            for Unparked { mut conn, wait, .. } in expired {
                 // An idle keep-alive connection just closes (as nginx does); half a head
                 // gets its 408 from a worker; a reply the client stopped taking is closed by
                 // a worker, which logs the bytes that went out.
@@ -322,13 +345,18 @@ impl Parker {
         }
     }
 
-    fn take(&self, state: &mut State, key: usize) -> Option<Parked> {
+    /// Takes a connection out of the map and out of the epoll set.
+    fn take(&self, state: &mut State, key: usize) -> Option<Unparked> {
         let parked = state.parked.remove(&key)?;
         if parked.closable(false) {
-            state.idle.remove(&(parked.conn.idle_since(), key));
+            state.idle.remove(&(parked.conn.0.idle_since(), key));
         }
-        let _ = self.shared.poller.delete(parked.conn.fd());
-        Some(parked)
+        let Held(conn) = parked.conn.into_inner();
+        Some(Unparked {
+            conn,
+            wait: parked.wait,
+            deadline: parked.deadline,
+        })
     }
 }
 

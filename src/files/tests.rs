@@ -201,8 +201,7 @@ fn resolve_opens_only_what_it_describes() {
     let root_dir = tree.0.join("root");
     std::fs::write(root_dir.join("dir/index.html"), "I").unwrap();
     let fifo = CString::new(root_dir.join("fifo").as_os_str().as_bytes()).unwrap();
-    // SAFETY: mkfifo with a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    assert!(crate::sys::mkfifo(&fifo, 0o644).is_ok());
     for resolution in [
         Resolution::Walk,
         Root::open(&root_dir).unwrap().resolution(),

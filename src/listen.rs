@@ -1,0 +1,131 @@
+//! Listening sockets: their options, one `SO_REUSEPORT` listener per CPU, and the
+//! `SO_INCOMING_CPU` marks a stopping server clears to hand new connections to its successor.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use crate::config::Dispatch;
+use crate::sys;
+
+/// The listen backlog (the kernel caps it at net.core.somaxconn).
+const BACKLOG: i32 = 1024;
+/// At most this many listeners (one per CPU).
+const MAX_LISTENERS: usize = 64;
+
+/// Listens on `addr` with `SO_REUSEPORT`, so a new httpd can start on the port of a running
+/// one: start the new one, then SIGTERM the old (another program's listener, without the
+/// option or of another user, still makes this fail).
+///
+/// One listener per CPU, each marked with `SO_INCOMING_CPU`: Linux (6.3+) hands a new
+/// connection to a listener marked with the CPU it arrived on. On stop, the old httpd clears
+/// its marks ([`unmark`]), so from that instant the kernel prefers the new one's listeners,
+/// and the old one can empty its queues and close without resetting anyone (see
+/// `accept::Acceptor::run`).
+pub fn listen(
+    addr: SocketAddr,
+    dispatch: Dispatch,
+    idle: Duration,
+) -> io::Result<Vec<TcpListener>> {
+    if addr.port() != 0 && port_has_listener(addr) {
+        log::warn!("another listener holds {addr}: sharing the port with it (SO_REUSEPORT)");
+    }
+    let first = listen_one(addr, dispatch, idle)?;
+    let addr = first.local_addr()?;
+    let marked = set_incoming_cpu(&first, 0).is_ok();
+    let mut listeners = vec![first];
+    if marked {
+        let cpus = sys::cpus_configured().unwrap_or(1).clamp(1, MAX_LISTENERS);
+        for cpu in 1..cpus {
+            let listener = listen_one(addr, dispatch, idle)?;
+            set_incoming_cpu(&listener, cpu as libc::c_int)?;
+            listeners.push(listener);
+        }
+    } else {
+        log::debug!(
+            "SO_INCOMING_CPU unsupported: one listener; restarts may reset a few connections"
+        );
+    }
+    Ok(listeners)
+}
+
+/// Stops `listener` being the kernel's first choice for any CPU's connections.
+pub fn unmark(listener: &TcpListener) -> io::Result<()> {
+    set_incoming_cpu(listener, -1)
+}
+
+fn listen_one(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Restarts must not wait for TIME_WAIT to clear.
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    if dispatch == Dispatch::Defer {
+        let secs = libc::c_int::try_from(idle.as_secs()).unwrap_or(libc::c_int::MAX);
+        sys::set_int_option(
+            socket.as_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            secs,
+        )?;
+    }
+    socket.listen(BACKLOG)?;
+    let listener: TcpListener = socket.into();
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Marks a listener as the kernel's choice for connections arriving on `cpu`; -1 unmarks.
+fn set_incoming_cpu(listener: &TcpListener, cpu: libc::c_int) -> io::Result<()> {
+    sys::set_int_option(
+        listener.as_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_INCOMING_CPU,
+        cpu,
+    )
+}
+
+/// Whether some socket already listens on `addr`: a bind without `SO_REUSEPORT` fails then.
+fn port_has_listener(addr: SocketAddr) -> bool {
+    let Ok(probe) = Socket::new(Domain::for_address(addr), Type::STREAM, None) else {
+        return false;
+    };
+    let _ = probe.set_reuse_address(true);
+    if addr.is_ipv6() {
+        let _ = probe.set_only_v6(true);
+    }
+    matches!(probe.bind(&addr.into()), Err(err) if err.kind() == io::ErrorKind::AddrInUse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_share_one_address_and_can_be_unmarked() {
+        let listeners = listen(
+            "127.0.0.1:0".parse().unwrap(),
+            Dispatch::Defer,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(!listeners.is_empty() && listeners.len() <= MAX_LISTENERS);
+        let addr = listeners[0].local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        for listener in &listeners {
+            assert_eq!(listener.local_addr().unwrap(), addr);
+            if listeners.len() > 1 {
+                assert!(unmark(listener).is_ok());
+            }
+        }
+        assert!(port_has_listener(addr));
+        // A second server may start on the same port (a restart).
+        assert!(listen(addr, Dispatch::Direct, Duration::from_secs(5)).is_ok());
+    }
+}
