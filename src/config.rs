@@ -2,6 +2,10 @@
 //! validated conversion from them to the [`Config`] the server runs with
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
+//!
+//! A new flag is a field in [`Args`] (name, default and help together), then its checked
+//! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field
+//! of [`Site`], which reaches every request as it is.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -154,8 +158,8 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// The one conversion from flags to settings: checks every value (the first problem,
-    /// in flag order, is the one reported), canonicalises the document root and opens it
+    /// The one conversion from flags to settings: checks every value (the first problem
+    /// found is the one reported), canonicalises the document root and opens it
     /// (probing, once, how paths will be resolved beneath it), and reads the error pages.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
         let root = open_root(&args.root)?;

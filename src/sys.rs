@@ -1,17 +1,23 @@
-//! The only unsafe: system calls behind safe functions. Each wrapper takes and returns owned
-//! or borrowed descriptors and byte strings, turns -1 into `io::Error`, and says in a
-//! `// SAFETY:` comment why its call is sound. Epoll registration is here too: `polling`'s
-//! `Poller::add` is `unsafe` because a source must leave the set before it closes, and
-//! [`Registered`] is the guard that makes that so on every path. May use: libc, polling, std.
+//! The only unsafe: system calls behind safe functions (here and in `sys/epoll.rs`,
+//! `sys/process.rs`). Each wrapper takes and returns owned or borrowed descriptors and byte
+//! strings, turns -1 into `io::Error`, and says in a `// SAFETY:` comment why its call is
+//! sound. Epoll registration is here too: `polling`'s `Poller::add` is `unsafe` because a
+//! source must leave the set before it closes, and [`Registered`] is the guard that makes
+//! that so on every path. May use: libc, polling, std.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::CStr;
 use std::io;
-use std::mem::ManuallyDrop;
-use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// Kept in files of their own so this one stays short; the lint above covers them too.
+mod epoll;
+mod process;
+
+pub use epoll::Registered;
+pub use process::{cpus_configured, raise_open_file_limit};
 
 // --- files ---
 
@@ -340,115 +346,6 @@ pub fn set_int_option(
     }
 }
 
-// --- epoll registration ---
-
-/// A source registered in a [`polling::Poller`], which this guard keeps registered no longer
-/// than the source is open. It owns the source (or, for a `&TcpListener`, a borrow the
-/// borrow checker keeps from outliving the listener) and lets go of it only after deleting
-/// it from the set: in [`Registered::into_inner`], or when dropped, so an early return, a
-/// `?` or a panic cannot leave a registration behind a closed descriptor. That is the
-/// contract `Poller::add` is `unsafe` for (I/O safety): the poller must not be left acting
-/// on a descriptor number after its owner has closed it, once that number may be reused by
-/// the next `accept` for someone else.
-pub struct Registered<S: AsFd, P: Deref<Target = polling::Poller>> {
-    /// Both taken out exactly once: by `into_inner` or by `drop`.
-    inner: ManuallyDrop<(P, S)>,
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Registered<S, P> {
-    /// Adds `source` to `poller` with `interest` (one-shot, `polling`'s default). On failure
-    /// the source is handed back with the error.
-    pub fn add(poller: P, source: S, interest: polling::Event) -> Result<Self, (io::Error, S)> {
-        // SAFETY: the source moves into the guard returned below, which deletes it from this
-        // poller before giving it up (`into_inner`, `Drop`); on failure nothing was added.
-        // `get_mut` cannot close it early unless a caller replaces the whole source, which
-        // its doc forbids, and even then the delete below uses the current descriptor, never
-        // a stale number.
-        let added = unsafe { poller.add(source.as_fd().as_raw_fd(), interest) };
-        match added {
-            Ok(()) => Ok(Registered {
-                inner: ManuallyDrop::new((poller, source)),
-            }),
-            Err(err) => Err((err, source)),
-        }
-    }
-
-    /// Arms a one-shot registration again, with `interest`.
-    pub fn rearm(&self, interest: polling::Event) -> io::Result<()> {
-        let (poller, source) = &*self.inner;
-        poller.modify(source.as_fd(), interest)
-    }
-
-    /// The source, for methods that change its state. Do not replace it (`mem::swap`,
-    /// assignment): the old one would close while registered.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner.1
-    }
-
-    /// Deletes the registration, then gives the source back.
-    pub fn into_inner(self) -> S {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped (ManuallyDrop), so `Drop::drop` will not take
-        // `inner` a second time; this is the only take on this path.
-        let (poller, source) = unsafe { ManuallyDrop::take(&mut this.inner) };
-        let _ = poller.delete(source.as_fd());
-        source
-    }
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Deref for Registered<S, P> {
-    type Target = S;
-
-    fn deref(&self) -> &S {
-        &self.inner.1
-    }
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Drop for Registered<S, P> {
-    fn drop(&mut self) {
-        // SAFETY: drop runs once, and `into_inner` (the only other take) never lets a value
-        // it took from reach here; `inner` is not used after this.
-        let (poller, source) = unsafe { ManuallyDrop::take(&mut self.inner) };
-        // Deleted before `source` drops (and closes) at the end of this scope.
-        let _ = poller.delete(source.as_fd());
-    }
-}
-
-// --- process ---
-
-/// CPUs the kernel may process packets on (configured, not just the ones we may run on);
-/// `None` if it will not say.
-pub fn cpus_configured() -> Option<usize> {
-    // SAFETY: sysconf only reads a system value; it has no memory effects.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    usize::try_from(n).ok().filter(|&n| n > 0)
-}
-
-/// Raises the soft open-file limit (`RLIMIT_NOFILE`) to its hard maximum, as far as the
-/// kernel allows, and returns the soft limit now in force (0 if the kernel will not say;
-/// `u64::MAX` for unlimited).
-pub fn raise_open_file_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads one rlimit through a valid pointer to a local.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        }
-    }
-    limit.rlim_cur
-}
-
 /// mkfifo(3), for tests that need a file that is neither regular nor a directory.
 #[cfg(test)]
 pub fn mkfifo(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
@@ -515,42 +412,5 @@ mod tests {
         let file = File::open(dir.join("a.txt")).unwrap();
         assert!(DirStream::new(file.as_fd()).is_err());
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_registration_ends_with_its_guard_on_every_path() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let poller = polling::Poller::new().unwrap();
-        let event = polling::Event::readable(7);
-        let guard = Registered::add(&poller, &listener, event).unwrap();
-        assert!(guard.rearm(event).is_ok());
-        // Registered twice is refused, and the source comes back with the error.
-        let (err, again) = Registered::add(&poller, &listener, event).err().unwrap();
-        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-        drop(guard);
-        // Dropping the guard deleted the registration, so adding it again works; so does
-        // `into_inner`.
-        let guard = Registered::add(&poller, again, event).unwrap();
-        let back = guard.into_inner();
-        let guard = Registered::add(&poller, back, event).unwrap();
-        // An early return (a `?`) drops the guard too.
-        let early = |guard: Registered<_, _>| -> io::Result<()> {
-            let _guard = guard;
-            Err(io::Error::other("early"))
-        };
-        assert!(early(guard).is_err());
-        assert!(Registered::add(&poller, &listener, event).is_ok());
-    }
-
-    #[test]
-    fn process_limits() {
-        assert!(cpus_configured().is_some_and(|n| n >= 1));
-        let limit = raise_open_file_limit();
-        assert!(limit > 0);
-        assert_eq!(
-            raise_open_file_limit(),
-            limit,
-            "already at the hard maximum"
-        );
     }
 }
