@@ -20,7 +20,7 @@ use crate::accesslog::{AccessLog, Entry};
 use crate::config::Deadlines;
 use crate::error::HttpError;
 use crate::handler::{self, Site};
-use crate::pool::panic_message;
+use crate::panics;
 use crate::request::{self, Framing, Method, Parsed, Request};
 use crate::response::{clf_time, Body, Clock, Response};
 use crate::sys;
@@ -676,7 +676,7 @@ fn answer(
                 conn.peer,
                 request.method.as_str(),
                 request.target,
-                panic_message(&*panic)
+                panics::message(&*panic)
             );
             fault_reply(ctx, head_only, clock, buf)
         }

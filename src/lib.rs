@@ -34,6 +34,7 @@ pub mod handler;
 pub(crate) mod listen;
 pub mod listing;
 pub mod negotiate;
+pub(crate) mod panics;
 pub mod poller;
 pub mod pool;
 pub mod range;

@@ -1,6 +1,6 @@
 //! A fixed pool of worker threads draining one bounded channel. Knows nothing of HTTP: a job
 //! is any `J`, handled with per-worker state `S`. A panicking job is caught and logged; the
-//! pool never shrinks. May use: crossbeam-channel, std.
+//! pool never shrinks. May use: panics, crossbeam-channel, std.
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -9,6 +9,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+use crate::panics;
 
 /// The pool: the Rust Book's `ThreadPool`, with a bounded queue, per-worker state, caught
 /// panics and a shutdown with a deadline.
@@ -61,7 +63,7 @@ impl<J: Send + 'static> Pool<J> {
                         if let Err(panic) =
                             catch_unwind(AssertUnwindSafe(|| handle(&mut state, job)))
                         {
-                            log::error!("worker {id}: job panicked: {}", panic_message(&*panic));
+                            log::error!("worker {id}: job panicked: {}", panics::message(&*panic));
                             state = init();
                         }
                     }
@@ -120,15 +122,6 @@ impl<J> Drop for Pool<J> {
             let _ = worker.join();
         }
     }
-}
-
-/// The text of a panic's payload, for the log.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 #[cfg(test)]
