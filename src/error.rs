@@ -1,12 +1,14 @@
 //! One error type for every request that ends in an error status, the one `match` that maps
-//! it to a status, and the one function that renders every error reply (with the site's
-//! own pages, loaded once at start-up). May use: response.
+//! it to a status (whose reason phrase, built-in page and effect on the connection come from
+//! the status table), and the one function that renders every error reply (with the site's
+//! own pages, loaded once at start-up). May use: status, response.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use crate::response::{Body, Response};
+use crate::status;
 
 /// Everything that can go wrong while handling one request, as the client will see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +46,26 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    /// The status code for this error: the only place errors become numbers.
+    /// Every variant, for the tests that walk them and for loading a page per status.
+    pub const ALL: [HttpError; 14] = [
+        HttpError::BadRequest(""),
+        HttpError::Forbidden,
+        HttpError::NotFound,
+        HttpError::MethodNotAllowed,
+        HttpError::NotAcceptable,
+        HttpError::RequestTimeout,
+        HttpError::PreconditionFailed,
+        HttpError::UriTooLong,
+        HttpError::RangeNotSatisfiable,
+        HttpError::HeaderTooLarge,
+        HttpError::Internal,
+        HttpError::NotImplemented,
+        HttpError::Unavailable,
+        HttpError::VersionNotSupported,
+    ];
+
+    /// The status code for this error: the only place errors become numbers. Everything
+    /// else about the status is in [`status::TABLE`].
     pub fn status(self) -> u16 {
         match self {
             HttpError::BadRequest(_) => 400,
@@ -64,65 +85,15 @@ impl HttpError {
         }
     }
 
-    /// Whether the connection must close after this reply: after a malformed request we can
-    /// no longer trust the framing of whatever follows it (RFC 9112 §9.6), and after a
-    /// server fault we start clean.
+    /// Whether the connection must close after this reply (the table says why).
     pub fn closes_connection(self) -> bool {
-        !matches!(
-            self,
-            HttpError::Forbidden
-                | HttpError::NotFound
-                | HttpError::MethodNotAllowed
-                | HttpError::NotAcceptable
-                | HttpError::PreconditionFailed
-                | HttpError::RangeNotSatisfiable
-        )
+        status::closes(self.status())
     }
 
     /// The reply for this error with the built-in page: a small fixed HTML page that never
     /// echoes the request.
     pub fn response(self) -> Response {
         ErrorPages::default().render(self)
-    }
-
-    /// Every status this type can produce.
-    pub const STATUSES: [u16; 14] = [
-        400, 403, 404, 405, 406, 408, 412, 414, 416, 431, 500, 501, 503, 505,
-    ];
-
-    fn page(self) -> &'static [u8] {
-        macro_rules! page {
-            ($code:literal, $reason:literal) => {
-                concat!(
-                    "<!DOCTYPE html>\n<html><head><title>",
-                    $code,
-                    " ",
-                    $reason,
-                    "</title></head>\n<body><h1>",
-                    $code,
-                    " ",
-                    $reason,
-                    "</h1><hr>httpd</body></html>\n"
-                )
-                .as_bytes()
-            };
-        }
-        match self {
-            HttpError::BadRequest(_) => page!("400", "Bad Request"),
-            HttpError::Forbidden => page!("403", "Forbidden"),
-            HttpError::NotFound => page!("404", "Not Found"),
-            HttpError::MethodNotAllowed => page!("405", "Method Not Allowed"),
-            HttpError::NotAcceptable => page!("406", "Not Acceptable"),
-            HttpError::RequestTimeout => page!("408", "Request Timeout"),
-            HttpError::PreconditionFailed => page!("412", "Precondition Failed"),
-            HttpError::UriTooLong => page!("414", "URI Too Long"),
-            HttpError::RangeNotSatisfiable => page!("416", "Range Not Satisfiable"),
-            HttpError::HeaderTooLarge => page!("431", "Request Header Fields Too Large"),
-            HttpError::Internal => page!("500", "Internal Server Error"),
-            HttpError::NotImplemented => page!("501", "Not Implemented"),
-            HttpError::Unavailable => page!("503", "Service Unavailable"),
-            HttpError::VersionNotSupported => page!("505", "HTTP Version Not Supported"),
-        }
     }
 }
 
@@ -151,7 +122,7 @@ impl ErrorPages {
                         dir.display()
                     ));
                 }
-                (dir, &HttpError::STATUSES)
+                (dir, &HttpError::ALL.map(HttpError::status))
             }
             None => (root, &[404]),
         };
@@ -177,15 +148,15 @@ impl ErrorPages {
     /// The reply for `err`: the site's page for its status if there is one, else ours. The one
     /// place an error becomes a response.
     pub fn render(&self, err: HttpError) -> Response {
-        let status = err.status();
+        let code = err.status();
         let custom = self
             .pages
             .iter()
-            .find(|(s, _)| *s == status)
+            .find(|(s, _)| *s == code)
             .map(|(_, page)| *page)
-            .or(self.server_error.filter(|_| status >= 500));
-        let mut response =
-            Response::new(status, Body::Static(custom.unwrap_or_else(|| err.page())));
+            .or(self.server_error.filter(|_| code >= 500));
+        let page = custom.unwrap_or_else(|| status::page(code));
+        let mut response = Response::new(code, Body::Static(page));
         response.content_type = Some("text/html".into());
         if err == HttpError::MethodNotAllowed {
             response.allow = Some("GET, HEAD");
@@ -265,13 +236,16 @@ mod tests {
             let response = err.response();
             assert_eq!(response.status, status);
             assert_eq!(response.content_type.as_deref(), Some("text/html"));
-            assert!(HttpError::STATUSES.contains(&status), "{status}");
+            assert!(
+                HttpError::ALL.iter().any(|e| e.status() == status),
+                "{err:?}"
+            );
             let Body::Static(page) = response.body else {
                 panic!("error pages are static")
             };
             let page = std::str::from_utf8(page).unwrap();
             // The page and the status line say the same thing.
-            let reason = crate::response::reason(status);
+            let reason = status::reason(status);
             assert!(
                 page.contains(&format!("<title>{status} {reason}</title>")),
                 "{page}"

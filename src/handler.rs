@@ -1,7 +1,7 @@
 //! One parsed request → one `Response`, in the order RFC 9110 wants the checks: method,
 //! health check, target, path safety, resolution, content negotiation, preconditions,
 //! range, reply headers. No sockets. May use: request, url, files, negotiate, conditional,
-//! range, listing, response, error.
+//! range, listing, response, error, status.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
@@ -18,6 +18,7 @@ use crate::negotiate::{self, Coding};
 use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
 use crate::response::{Body, Part, Response};
+use crate::status;
 use crate::url::{self, SafePath};
 
 /// What the handler needs to know about the site, fixed at start-up.
@@ -87,10 +88,7 @@ fn health() -> Response {
 fn redirect(location: String) -> Response {
     // The body is fixed: the Location may carry the client's query, which we never echo
     // into HTML.
-    let mut response = Response::new(
-        301,
-        Body::Static(b"<!DOCTYPE html>\n<html><head><title>301 Moved Permanently</title></head>\n<body><h1>301 Moved Permanently</h1><hr>httpd</body></html>\n"),
-    );
+    let mut response = Response::new(301, Body::Static(status::page(301)));
     response.content_type = Some("text/html".into());
     response.location = Some(location);
     response

@@ -41,6 +41,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod status;
 // The one module allowed `unsafe`: system calls behind safe, documented wrappers.
 #[allow(unsafe_code)]
 pub(crate) mod sys;
