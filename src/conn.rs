@@ -1,39 +1,33 @@
 //! One connection's turn on a worker: read what has arrived (never waiting for more), parse,
-//! respond, write what the socket takes (never waiting for it to take more), log, and say what
-//! happens next: park it until the client sends more or makes room for the rest of a reply,
-//! keep going with pipelined requests, or close. The only module that reads or writes a client
-//! socket. May use: request, handler, response, error, accesslog, config (deadlines), pool
-//! (panic text).
+//! respond (the reply is made in `conn/reply.rs`), write what the socket takes (never waiting
+//! for it to take more: `conn/write.rs`), log, and say what happens next: park it until the
+//! client sends more or makes room for the rest of a reply, keep going with pipelined
+//! requests, or close. The only module that reads or writes a client socket. May use, with
+//! its two halves: request, handler, response, error, accesslog, config (deadlines), panics,
+//! sys.
 
-use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Write};
+mod reply;
+mod write;
+
+use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileExt;
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::accesslog::{AccessLog, Entry};
+use crate::accesslog::AccessLog;
 use crate::config::Deadlines;
 use crate::error::HttpError;
-use crate::handler::{self, Site};
-use crate::panics;
-use crate::request::{self, Framing, Method, Parsed, Request};
-use crate::response::{clf_time, Body, Clock, Response};
+use crate::handler::Site;
+use crate::request::{self, Parsed};
+use crate::response::Clock;
 use crate::sys;
+use reply::{answer, error_reply};
+use write::{log_write_error, After, Outgoing, Pumped, WRITE_TURN};
 
-/// File bodies up to this size are read into the head's buffer and leave in one write;
-/// larger ones go by `sendfile`.
-pub const SMALL_BODY: u64 = 32 * 1024;
 /// Requests served back to back from one connection's buffer before it yields the worker.
 const TURN: usize = 32;
-/// File bytes one turn may send before the connection yields the worker to others (nginx's
-/// `sendfile_max_chunk` idea): a fast client of a huge file does not hold a worker for the
-/// whole file while small requests queue.
-const WRITE_TURN: u64 = 8 * 1024 * 1024;
 /// Time a head gets before the minimum rate applies (a slow link's first round trips).
 pub const HEADER_SLACK: Duration = Duration::from_secs(2);
 /// The most a lingering close reads and throws away.
@@ -148,7 +142,7 @@ impl Conn {
     /// stretch it byte by byte), or sooner if the head falls behind the minimum rate.
     pub fn deadline(&self, deadlines: &Deadlines) -> Instant {
         if let Some(out) = &self.outgoing {
-            return out.last_progress + deadlines.send;
+            return out.last_progress() + deadlines.send;
         }
         match self.head_started {
             None => Instant::now() + deadlines.idle,
@@ -165,17 +159,7 @@ impl Conn {
     /// only with progress; `None` if no sample was due.
     pub fn sample_send_queue(&mut self, now: Instant) -> Option<Instant> {
         let out = self.outgoing.as_mut()?;
-        if now < out.next_sample {
-            return None;
-        }
-        out.next_sample = now + sample_interval(out.send_timeout);
-        if let Some(unsent) = sys::unsent_bytes(self.stream.as_fd()) {
-            if out.unsent.is_some_and(|before| unsent < before) {
-                out.last_progress = now;
-            }
-            out.unsent = Some(unsent);
-        }
-        Some(out.last_progress + out.send_timeout)
+        out.sample_send_queue(self.stream.as_fd(), now)
     }
 
     /// Marks the connection as having missed its deadline; its next turn answers 408 (a head
@@ -183,13 +167,6 @@ impl Conn {
     pub fn expire(&mut self) {
         self.expired = true;
     }
-}
-
-/// How often a parked reply's send queue is sampled: often enough that a reply is given up
-/// close to `--send-timeout` after the client's last byte (within a fifth of it), rarely
-/// enough that thousands of parked replies cost the poller little.
-fn sample_interval(send_timeout: Duration) -> Duration {
-    (send_timeout / 5).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 /// How long a head that has `received` bytes so far may take from its first byte: the
@@ -241,111 +218,6 @@ pub struct Scratch {
     clock: Clock,
 }
 
-/// What a connection does after one reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum After {
-    KeepAlive,
-    Close,
-    Linger,
-}
-
-/// The rest of a reply that the socket has not taken yet, and what to do once it has: the
-/// state a worker parks when the client is slow to read, so that any worker can continue
-/// exactly where the last one stopped.
-#[derive(Debug)]
-struct Outgoing {
-    /// Bytes to send first: the head (with a small body in the same buffer), later a part
-    /// head or the closing boundary of a multipart body.
-    bytes: Vec<u8>,
-    /// How much of `bytes` has gone.
-    pos: usize,
-    /// A window of `file` to send after `bytes`.
-    window: Option<Window>,
-    /// What follows: the later parts of a multipart body.
-    tail: VecDeque<Chunk>,
-    file: Option<File>,
-    /// Bytes of the response head, which the access log does not count as body.
-    head_len: u64,
-    /// Bytes sent so far, head included.
-    sent: u64,
-    /// `TCP_CORK` is on for this reply (multipart: small part heads share packets).
-    corked: bool,
-    after: After,
-    log: LogLine,
-    /// When the client last took a byte of this reply.
-    last_progress: Instant,
-    /// Bytes in the socket's send queue at the last sample while parked (`None` until the
-    /// first): the kernel keeps moving them to a client that reads, so a queue that shrank
-    /// is progress too.
-    unsent: Option<usize>,
-    /// When the poller next looks at the send queue.
-    next_sample: Instant,
-    /// `--send-timeout`, from the last progress.
-    send_timeout: Duration,
-    /// The open file's place in the descriptor count while the reply is parked.
-    file_slot: Option<Slot>,
-}
-
-/// A byte window of the reply's file.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    offset: u64,
-    len: u64,
-}
-
-#[derive(Debug)]
-enum Chunk {
-    Bytes(Vec<u8>),
-    Window(Window),
-}
-
-/// What a reply's access-log line says besides the bytes sent, kept until the reply ends.
-#[derive(Debug)]
-struct LogLine {
-    request_line: Vec<u8>,
-    status: u16,
-    referer: Option<String>,
-    user_agent: Option<String>,
-}
-
-impl Outgoing {
-    /// A reply whose head (and any small body) is all in `bytes`, the first `head_len` of
-    /// them being the head.
-    fn new(bytes: Vec<u8>, head_len: usize, status: u16, keep_alive: bool) -> Box<Outgoing> {
-        Box::new(Outgoing {
-            bytes,
-            pos: 0,
-            window: None,
-            tail: VecDeque::new(),
-            file: None,
-            head_len: head_len as u64,
-            sent: 0,
-            corked: false,
-            after: if keep_alive {
-                After::KeepAlive
-            } else {
-                After::Close
-            },
-            log: LogLine {
-                request_line: Vec::new(),
-                status,
-                referer: None,
-                user_agent: None,
-            },
-            last_progress: Instant::now(),
-            unsent: None,
-            next_sample: Instant::now(),
-            send_timeout: Duration::ZERO,
-            file_slot: None,
-        })
-    }
-
-    /// Body bytes that went out, for the access log.
-    fn body_sent(&self) -> u64 {
-        self.sent.saturating_sub(self.head_len)
-    }
-}
-
 /// Serves `conn` for as long as it has work the socket allows: first the rest of a parked
 /// reply, then every request already buffered or readable without waiting.
 pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
@@ -368,9 +240,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             log::info!(
                 "{}: {why} after {} bytes of the reply; closing",
                 conn.peer,
-                out.sent
+                out.sent()
             );
-            record(&conn, ctx, clock, &out);
+            out.record(conn.peer.ip(), &ctx.log, clock);
             // Reset, not FIN: a FIN would queue behind the megabytes the client refuses, and
             // the orphaned socket would hold them for as long as the client keeps it open
             // (nginx's `reset_timedout_connection`).
@@ -398,7 +270,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Ok(Parsed::Complete(request, head_len)) => {
                 conn.head_started = None;
                 conn.served = conn.served.saturating_add(1);
-                let (out, used) = answer(&conn, ctx, output, clock, request, input, head_len);
+                let (out, used) = answer(conn.peer, ctx, output, clock, request, input, head_len);
                 input.drain(..used);
                 conn = match finish(conn, out, ctx, input, output, clock, &mut budget) {
                     Ok(conn) => conn,
@@ -486,25 +358,13 @@ fn finish(
     clock: &mut Clock,
     budget: &mut u64,
 ) -> Result<Conn, Next> {
-    if out.corked && out.sent == 0 {
-        // Corked from the start, so the small part heads share packets with the data around
-        // them; uncorked when the reply ends.
-        let _ = socket2::SockRef::from(&conn.stream).set_cork(true);
-    }
     let attempt = Instant::now();
-    match pump(&conn.stream, &mut out, budget) {
+    match out.send(&conn.stream, budget) {
         Ok(Pumped::Done) => {
             conn.idle_since = attempt;
-            if out.corked {
-                let _ = socket2::SockRef::from(&conn.stream).set_cork(false);
-            }
-            record(&conn, ctx, clock, &out);
-            let after = out.after;
-            // The head's buffer goes back to the worker for its next reply.
-            if out.bytes.capacity() >= output.capacity() {
-                *output = std::mem::take(&mut out.bytes);
-            }
-            match after {
+            out.record(conn.peer.ip(), &ctx.log, clock);
+            out.give_back_buffer(output);
+            match out.after {
                 After::KeepAlive => Ok(conn),
                 // Input that arrived while the reply went out (a request sent after ours
                 // with `Connection: close`) would turn our close into a reset that destroys
@@ -516,14 +376,7 @@ fn finish(
         }
         Ok(waiting) => {
             conn.pending.append(input);
-            if let Pumped::Blocked = waiting {
-                out.send_timeout = ctx.deadlines.send;
-                out.unsent = None;
-                out.next_sample = Instant::now() + sample_interval(out.send_timeout);
-            }
-            if out.file.is_some() && out.file_slot.is_none() {
-                out.file_slot = Some(Slot::take(&ctx.parked_files));
-            }
+            out.hold(waiting, ctx.deadlines.send, &ctx.parked_files);
             conn.outgoing = Some(out);
             Err(match waiting {
                 Pumped::Blocked => Next::ParkWrite(conn),
@@ -532,281 +385,10 @@ fn finish(
         }
         Err(err) => {
             log_write_error(conn.peer, &err);
-            record(&conn, ctx, clock, &out);
+            out.record(conn.peer.ip(), &ctx.log, clock);
             Err(Next::Close)
         }
     }
-}
-
-/// Where [`pump`] stopped.
-enum Pumped {
-    /// Everything is sent.
-    Done,
-    /// The socket's buffer is full: wait until it is writable.
-    Blocked,
-    /// This turn's [`WRITE_TURN`] is used up; the socket would take more.
-    TurnOver,
-}
-
-/// Writes as much of `out` as the socket takes now: bytes with write(2), file windows with
-/// sendfile(2), never waiting. `budget` is the file bytes this turn may still send.
-fn pump(mut stream: &TcpStream, out: &mut Outgoing, budget: &mut u64) -> io::Result<Pumped> {
-    loop {
-        if out.pos < out.bytes.len() {
-            match stream.write(&out.bytes[out.pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    out.pos += n;
-                    out.sent += n as u64;
-                    out.last_progress = Instant::now();
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Blocked),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-            continue;
-        }
-        if let Some(window) = &mut out.window {
-            if window.len == 0 {
-                out.window = None;
-                continue;
-            }
-            if *budget == 0 {
-                return Ok(Pumped::TurnOver);
-            }
-            let Some(file) = &out.file else {
-                return Err(io::Error::other("file window without a file"));
-            };
-            let chunk = window.len.min(*budget);
-            match sys::sendfile(stream.as_fd(), file.as_fd(), window.offset, chunk) {
-                Ok(0) => {
-                    // The file shrank under us: the framing is broken, so the connection
-                    // must end.
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than its length",
-                    ));
-                }
-                Ok(n) => {
-                    window.offset += n;
-                    window.len -= n;
-                    out.sent += n;
-                    *budget = budget.saturating_sub(n);
-                    out.last_progress = Instant::now();
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Pumped::Blocked),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-            continue;
-        }
-        match out.tail.pop_front() {
-            Some(Chunk::Bytes(bytes)) => {
-                out.bytes = bytes;
-                out.pos = 0;
-            }
-            Some(Chunk::Window(window)) => out.window = Some(window),
-            None => return Ok(Pumped::Done),
-        }
-    }
-}
-
-/// Answers one complete request whose head is `input[..head_len]`: the reply, ready to
-/// write, and how many input bytes the request used.
-fn answer(
-    conn: &Conn,
-    ctx: &Context,
-    output: &mut Vec<u8>,
-    clock: &mut Clock,
-    request: Request,
-    input: &[u8],
-    head_len: usize,
-) -> (Box<Outgoing>, usize) {
-    // A body we are not going to use is skipped if it is already here; otherwise we answer
-    // and close, so it can never be read as the next request (RFC 9112 §9.3).
-    let mut used = head_len;
-    let mut body_unread = false;
-    match request.framing {
-        Framing::None => {}
-        Framing::Length(len) => match usize::try_from(len) {
-            Ok(len) if input.len() - head_len >= len => used += len,
-            _ => body_unread = true,
-        },
-        Framing::Chunked => body_unread = true,
-    }
-    let wants_keep_alive =
-        request.keep_alive && !body_unread && !ctx.stopping.load(Ordering::Relaxed);
-    let head_only = request.method == Method::Head;
-    let mut buf = std::mem::take(output);
-    // A bug must cost one request, not the worker or the connection's client: a panic
-    // anywhere in making the reply (the handler, the head's encoding, reading a small body)
-    // becomes a 500 and the connection closes (its state may be inconsistent).
-    let prepared = panic::catch_unwind(AssertUnwindSafe(|| {
-        let (response, keep_alive) = match handler::respond(&request, &ctx.site) {
-            Ok(response) => (response, wants_keep_alive),
-            Err(err) => {
-                log::debug!(
-                    "{}: {} {}: {err:?}",
-                    conn.peer,
-                    request.method.as_str(),
-                    request.target
-                );
-                (
-                    ctx.site.pages.render(err),
-                    wants_keep_alive && !err.closes_connection(),
-                )
-            }
-        };
-        prepare(response, head_only, keep_alive, clock.now(), &mut buf)
-    }));
-    let mut out = match prepared {
-        Ok(Ok(out)) => out,
-        Ok(Err(err)) => {
-            log::warn!(
-                "{}: {} {}: reading the body: {err}",
-                conn.peer,
-                request.method.as_str(),
-                request.target
-            );
-            fault_reply(ctx, head_only, clock, buf)
-        }
-        Err(panic) => {
-            log::error!(
-                "{}: {} {}: handler panicked: {}",
-                conn.peer,
-                request.method.as_str(),
-                request.target,
-                panics::message(&*panic)
-            );
-            fault_reply(ctx, head_only, clock, buf)
-        }
-    };
-    // Unread input (a body, or requests pipelined after `Connection: close`) would make our
-    // close a reset that can destroy the reply in flight.
-    if out.after == After::Close && (body_unread || input.len() > used) {
-        out.after = After::Linger;
-    }
-    out.log.request_line = format!(
-        "{} {} HTTP/1.{}",
-        request.method.as_str(),
-        request.target,
-        request.minor_version
-    )
-    .into_bytes();
-    out.log.referer = request.referer;
-    out.log.user_agent = request.user_agent;
-    (out, used)
-}
-
-/// Encodes `response`'s head into `buf` and makes the reply to write: head and small body in
-/// one buffer, a large file body as a window to `sendfile`, a multipart body as a sequence.
-/// Fails only if a small body cannot be read.
-fn prepare(
-    response: Response,
-    head_only: bool,
-    keep_alive: bool,
-    date: &str,
-    buf: &mut Vec<u8>,
-) -> io::Result<Box<Outgoing>> {
-    response.encode_head(date, keep_alive, buf);
-    let head_len = buf.len();
-    let status = response.status;
-    let has_body = !head_only && response.has_body();
-    let mut bytes = std::mem::take(buf);
-    let body = if has_body { response.body } else { Body::Empty };
-    match body {
-        Body::Empty => Ok(Outgoing::new(bytes, head_len, status, keep_alive)),
-        Body::Static(body) => {
-            bytes.extend_from_slice(body);
-            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
-        }
-        Body::Bytes(body) => {
-            bytes.extend_from_slice(&body);
-            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
-        }
-        Body::File { file, offset, len } if len <= SMALL_BODY => {
-            bytes.resize(head_len + len as usize, 0);
-            if let Err(err) = file.read_exact_at(&mut bytes[head_len..], offset) {
-                bytes.clear();
-                *buf = bytes;
-                return Err(err);
-            }
-            Ok(Outgoing::new(bytes, head_len, status, keep_alive))
-        }
-        Body::File { file, offset, len } => {
-            let mut out = Outgoing::new(bytes, head_len, status, keep_alive);
-            out.file = Some(file);
-            out.window = Some(Window { offset, len });
-            Ok(out)
-        }
-        Body::Multipart {
-            file,
-            parts,
-            closing,
-        } => {
-            let mut out = Outgoing::new(bytes, head_len, status, keep_alive);
-            for part in parts {
-                out.tail.push_back(Chunk::Bytes(part.head));
-                out.tail.push_back(Chunk::Window(Window {
-                    offset: part.offset,
-                    len: part.len,
-                }));
-            }
-            out.tail.push_back(Chunk::Bytes(closing));
-            out.file = Some(file);
-            out.corked = true;
-            Ok(out)
-        }
-    }
-}
-
-/// The 500 that replaces a reply that could not be made; the connection closes after it.
-fn fault_reply(
-    ctx: &Context,
-    head_only: bool,
-    clock: &mut Clock,
-    mut buf: Vec<u8>,
-) -> Box<Outgoing> {
-    let response = ctx.site.pages.render(HttpError::Internal);
-    let status = response.status;
-    response.encode_head(clock.now(), false, &mut buf);
-    let head_len = buf.len();
-    if !head_only {
-        if let Body::Static(page) = response.body {
-            buf.extend_from_slice(page);
-        }
-    }
-    Outgoing::new(buf, head_len, status, false)
-}
-
-/// An error reply for a request we could not (fully) parse, or one that took too long. The
-/// connection lingers after it.
-fn error_reply(
-    ctx: &Context,
-    output: &mut Vec<u8>,
-    clock: &mut Clock,
-    err: HttpError,
-    request_line: Vec<u8>,
-) -> Box<Outgoing> {
-    let response = ctx.site.pages.render(err);
-    let mut out = prepare(response, false, false, clock.now(), output)
-        .unwrap_or_else(|_| fault_reply(ctx, false, clock, Vec::new()));
-    out.after = After::Linger;
-    out.log.request_line = request_line;
-    out
-}
-
-/// The access-log line for a reply that has ended, completed or cut off.
-fn record(conn: &Conn, ctx: &Context, clock: &mut Clock, out: &Outgoing) {
-    ctx.log.record(&Entry {
-        client: conn.peer.ip(),
-        time: &clf_time(clock.now()),
-        request_line: &out.log.request_line,
-        status: out.log.status,
-        bytes: out.body_sent(),
-        referer: out.log.referer.as_deref(),
-        user_agent: out.log.user_agent.as_deref(),
-    });
 }
 
 /// Answers a connection the server has no room for: whatever request has already arrived is
@@ -828,28 +410,13 @@ pub fn refuse(
     input.clear();
     let _ = stream.set_nonblocking(true);
     let _ = sys::recv_nonblocking(stream.as_fd(), input);
-    let response = ctx.site.pages.render(HttpError::Unavailable);
-    let status = response.status;
-    response.encode_head(clock.now(), false, output);
-    let body = match &response.body {
-        Body::Static(bytes) => *bytes,
-        Body::Bytes(bytes) => &bytes[..],
-        _ => &[],
-    };
-    output.extend_from_slice(body);
-    // One attempt on an empty send buffer; a huge custom page may be cut short.
-    let sent = (&stream).write(output).map_or(0, |n| n);
-    let body_sent = sent.saturating_sub(output.len() - body.len()) as u64;
     let line = request::request_line(input).to_vec();
-    ctx.log.record(&Entry {
-        client: peer.ip(),
-        time: &clf_time(clock.now()),
-        request_line: &line,
-        status,
-        bytes: body_sent,
-        referer: None,
-        user_agent: None,
-    });
+    let mut out = error_reply(ctx, output, clock, HttpError::Unavailable, line);
+    // What an empty send buffer takes at once (all of a built-in page); the accept loop never
+    // waits, so a huge custom page may be cut short. The log says what went.
+    let _ = out.send(&stream, &mut 0);
+    out.record(peer.ip(), &ctx.log, clock);
+    out.give_back_buffer(output);
     let slot = slot?;
     let _ = stream.shutdown(Shutdown::Write);
     Some(Conn::new(stream, peer, slot))
@@ -862,9 +429,9 @@ pub fn abandon(conn: Conn, ctx: &Context, scratch: &mut Scratch) {
         log::info!(
             "{}: grace period over after {} bytes of the reply; closing",
             conn.peer,
-            out.sent
+            out.sent()
         );
-        record(&conn, ctx, &mut scratch.clock, out);
+        out.record(conn.peer.ip(), &ctx.log, &mut scratch.clock);
     }
 }
 
@@ -893,18 +460,6 @@ pub fn drain(conn: &mut Conn) -> bool {
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return err.kind() != io::ErrorKind::WouldBlock,
         }
-    }
-}
-
-fn log_write_error(peer: SocketAddr, err: &io::Error) {
-    // A client hanging up is not our error (habit 7).
-    match err.kind() {
-        io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted => {
-            log::debug!("{peer}: client went away: {err}")
-        }
-        _ => log::warn!("{peer}: write failed: {err}"),
     }
 }
 

@@ -10,9 +10,10 @@
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. asks [`handler::respond`], which uses [`url`] to split and decode the target and
 //!    [`files`] to turn the path into an open file (or an [`error::HttpError`], mapped to a
-//!    status in one place), then picks a precompressed variant ([`negotiate`]), evaluates
-//!    preconditions ([`conditional`]) and ranges ([`range`]), or renders a directory
-//!    [`listing`],
+//!    status in one place; the [`status`] table gives each status its reason phrase, page
+//!    and effect on the connection), then picks a precompressed variant ([`negotiate`]),
+//!    evaluates preconditions ([`conditional`]) and ranges ([`range`]), or renders a
+//!    directory [`listing`],
 //! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
 //!    as much as the socket takes without waiting,
 //! 6. logs it ([`accesslog`]) once it is all sent, and keeps going with pipelined requests,

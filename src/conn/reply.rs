@@ -1,0 +1,129 @@
+//! One request's reply, ready to write: the handler's response (or its error's page), with
+//! the connection's fate decided by the request's framing, and the request named for the
+//! log. A panic while making it costs that one request a 500, not the worker. Part of the
+//! connection module; it never touches the socket. May use: handler, error, request,
+//! response, panics.
+
+use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use super::write::{After, Outgoing};
+use super::Context;
+use crate::error::HttpError;
+use crate::handler;
+use crate::panics;
+use crate::request::{Framing, Method, Request};
+use crate::response::Clock;
+
+/// Answers one complete request whose head is `input[..head_len]`: the reply, ready to
+/// write, and how many input bytes the request used.
+pub(super) fn answer(
+    peer: SocketAddr,
+    ctx: &Context,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    request: Request,
+    input: &[u8],
+    head_len: usize,
+) -> (Box<Outgoing>, usize) {
+    // A body we are not going to use is skipped if it is already here; otherwise we answer
+    // and close, so it can never be read as the next request (RFC 9112 §9.3).
+    let mut used = head_len;
+    let mut body_unread = false;
+    match request.framing {
+        Framing::None => {}
+        Framing::Length(len) => match usize::try_from(len) {
+            Ok(len) if input.len() - head_len >= len => used += len,
+            _ => body_unread = true,
+        },
+        Framing::Chunked => body_unread = true,
+    }
+    let wants_keep_alive =
+        request.keep_alive && !body_unread && !ctx.stopping.load(Ordering::Relaxed);
+    let head_only = request.method == Method::Head;
+    // A bug must cost one request, not the worker or the connection's client: a panic
+    // anywhere in making the reply (the handler, the head's encoding, reading a small body)
+    // becomes a 500 and the connection closes (its state may be inconsistent).
+    let prepared = panic::catch_unwind(AssertUnwindSafe(|| {
+        let (response, keep_alive) = match handler::respond(&request, &ctx.site) {
+            Ok(response) => (response, wants_keep_alive),
+            Err(err) => {
+                log::debug!(
+                    "{}: {} {}: {err:?}",
+                    peer,
+                    request.method.as_str(),
+                    request.target
+                );
+                (
+                    ctx.site.pages.render(err),
+                    wants_keep_alive && !err.closes_connection(),
+                )
+            }
+        };
+        let mut out = Outgoing::new(response, head_only, keep_alive, clock.now(), output);
+        out.read_small_body().map(|()| out)
+    }));
+    let mut out = match prepared {
+        Ok(Ok(out)) => out,
+        Ok(Err(err)) => {
+            log::warn!(
+                "{}: {} {}: reading the body: {err}",
+                peer,
+                request.method.as_str(),
+                request.target
+            );
+            fault_reply(ctx, head_only, clock)
+        }
+        Err(panic) => {
+            log::error!(
+                "{}: {} {}: handler panicked: {}",
+                peer,
+                request.method.as_str(),
+                request.target,
+                panics::message(&*panic)
+            );
+            fault_reply(ctx, head_only, clock)
+        }
+    };
+    // Unread input (a body, or requests pipelined after `Connection: close`) would make our
+    // close a reset that can destroy the reply in flight.
+    if out.after == After::Close && (body_unread || input.len() > used) {
+        out.after = After::Linger;
+    }
+    let request_line = format!(
+        "{} {} HTTP/1.{}",
+        request.method.as_str(),
+        request.target,
+        request.minor_version
+    );
+    out.log_as(
+        request_line.into_bytes(),
+        request.referer,
+        request.user_agent,
+    );
+    (out, used)
+}
+
+/// The 500 that replaces a reply that could not be made; the connection closes after it.
+fn fault_reply(ctx: &Context, head_only: bool, clock: &mut Clock) -> Box<Outgoing> {
+    let response = ctx.site.pages.render(HttpError::Internal);
+    // A rare path, so a fresh buffer is fine.
+    Outgoing::new(response, head_only, false, clock.now(), &mut Vec::new())
+}
+
+/// An error reply for a request we could not (fully) parse, or one that took too long, or
+/// that the server has no room for. The connection lingers after it.
+pub(super) fn error_reply(
+    ctx: &Context,
+    output: &mut Vec<u8>,
+    clock: &mut Clock,
+    err: HttpError,
+    request_line: Vec<u8>,
+) -> Box<Outgoing> {
+    let response = ctx.site.pages.render(err);
+    let mut out = Outgoing::new(response, false, false, clock.now(), output);
+    out.after = After::Linger;
+    out.log_as(request_line, None, None);
+    out
+}
