@@ -78,22 +78,9 @@ impl<J: Send + 'static> Pool<J> {
         })
     }
 
-    /// Queues `job`, waiting while the queue is full.
-    pub fn submit(&self, job: J) -> Result<(), J> {
-        match &self.sender {
-            Some(sender) => sender.send(job).map_err(|err| err.into_inner()),
-            None => Err(job),
-        }
-    }
-
     /// A handle for producers on other threads.
     pub fn submitter(&self) -> Option<Submitter<J>> {
         self.sender.clone().map(Submitter)
-    }
-
-    /// How many workers the pool runs.
-    pub fn size(&self) -> usize {
-        self.workers.len()
     }
 
     /// Stops taking jobs, lets the workers finish what is queued, and waits for them until
@@ -144,9 +131,9 @@ mod tests {
                 },
             )
             .unwrap();
-            assert_eq!(pool.size(), 4);
+            assert_eq!(pool.workers.len(), 4);
             for _ in 0..1000 {
-                pool.submit(1).unwrap();
+                pool.submitter().unwrap().submit(1).unwrap();
             }
         } // Drop joins: every queued job has run when it returns.
         assert_eq!(count.load(Ordering::SeqCst), 1000);
@@ -171,7 +158,7 @@ mod tests {
         )
         .unwrap();
         for job in [1, -1, 2, -2, 3] {
-            pool.submit(job).unwrap();
+            pool.submitter().unwrap().submit(job).unwrap();
         }
         assert!(pool.shutdown(Duration::from_secs(10)));
         // The state is rebuilt after each panic, so the counter restarts.
@@ -192,7 +179,7 @@ mod tests {
             },
         )
         .unwrap();
-        pool.submit(()).unwrap();
+        pool.submitter().unwrap().submit(()).unwrap();
         started_rx.recv().unwrap();
         let begun = Instant::now();
         assert!(!pool.shutdown(Duration::from_millis(200)));
