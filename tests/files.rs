@@ -90,7 +90,10 @@ fn only_regular_files_are_served() {
 }
 
 /// A sparse file just over 4 GiB: the length is exact and the last bytes arrive intact.
+/// Streaming 4 GiB over loopback takes about 10 s in a debug build, so it runs in `.ci/run`'s
+/// release step, not on every `cargo test`.
 #[test]
+#[ignore = "slow (a 4 GiB stream): run by .ci/run"]
 fn files_past_4_gib() {
     let root = TempDir::new("huge");
     let len: u64 = (4 << 30) + 4096 + 7;

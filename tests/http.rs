@@ -5,11 +5,7 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 
-use common::{closed_by_server, read_to_close, site, Reply, Server};
-
-fn read_reply(reader: &mut BufReader<std::net::TcpStream>, head_only: bool) -> Reply {
-    Reply::read(reader, head_only).expect("a complete reply")
-}
+use common::{closed_by_server, read_reply, read_to_close, site, Reply, Server};
 
 #[test]
 fn every_response_carries_the_required_headers() {

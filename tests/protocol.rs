@@ -63,11 +63,7 @@ fn kept(server: &Server, raw: &str) -> Reply {
 
 /// A GET of `target` with extra header lines, keeping the connection.
 fn get(target: &str, headers: &[(&str, &str)]) -> String {
-    let mut raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw + "\r\n"
+    common::head("GET", target, headers)
 }
 
 #[test]

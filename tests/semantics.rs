@@ -8,38 +8,10 @@ use std::io::{BufReader, Write};
 
 use common::{pattern, site, Reply, Server, TempDir};
 
-/// Sends one request with extra header lines and `Connection: close`; the parsed reply, and
-/// a check that nothing follows it.
-fn ask(server: &Server, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("\r\n");
-    let bytes = server.exchange(raw.as_bytes());
-    let mut reader = &bytes[..];
-    let reply = Reply::read(&mut reader, method == "HEAD")
-        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&bytes)));
-    assert!(
-        reader.is_empty(),
-        "{target} {headers:?}: {} bytes after the reply",
-        reader.len()
-    );
-    reply
-}
-
-fn get(server: &Server, target: &str, headers: &[(&str, &str)]) -> Reply {
-    ask(server, "GET", target, headers)
-}
-
 /// GET without `Connection: close`: the reply, after checking that the connection stays
 /// usable (a well-formed request that fails a precondition or a range is not malformed).
 fn get_kept(server: &Server, target: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut raw = format!("GET {target} HTTP/1.1\r\nHost: t\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("\r\n");
+    let raw = common::head("GET", target, headers);
     let mut stream = server.connect();
     stream.write_all(raw.as_bytes()).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -64,7 +36,7 @@ fn get_kept(server: &Server, target: &str, headers: &[(&str, &str)]) -> Reply {
 fn not_modified_for_each_validator_with_no_body() {
     let root = site();
     let server = Server::start(root.path(), &[]);
-    let full = get(&server, "/style.css", &[]);
+    let full = server.ask("GET", "/style.css", &[]);
     let etag = full.header("ETag").unwrap().to_string();
     let modified = full.header("Last-Modified").unwrap().to_string();
     let weak = format!("W/{etag}");
@@ -77,7 +49,7 @@ fn not_modified_for_each_validator_with_no_body() {
         vec![("If-Modified-Since", modified.as_str())],
     ] {
         for method in ["GET", "HEAD"] {
-            let reply = ask(&server, method, "/style.css", &headers);
+            let reply = server.ask(method, "/style.css", &headers);
             assert_eq!(reply.status, 304, "{method} {headers:?}");
             assert!(reply.body.is_empty());
             assert_eq!(reply.header("ETag"), Some(etag.as_str()), "{headers:?}");
@@ -99,7 +71,7 @@ fn not_modified_for_each_validator_with_no_body() {
             ("If-Modified-Since", modified.as_str()),
         ],
     ] {
-        let reply = get(&server, "/style.css", &headers);
+        let reply = server.ask("GET", "/style.css", &headers);
         assert_eq!(reply.status, 200, "{headers:?}");
         assert_eq!(reply.body, b"body { color: red }");
     }
@@ -121,7 +93,8 @@ fn not_modified_for_each_validator_with_no_body() {
 fn failed_preconditions_are_412() {
     let root = site();
     let server = Server::start(root.path(), &[]);
-    let etag = get(&server, "/style.css", &[])
+    let etag = server
+        .ask("GET", "/style.css", &[])
         .header("ETag")
         .unwrap()
         .to_string();
@@ -167,7 +140,7 @@ fn every_range_form() {
         ("bytes=9990-20000", 9990, 9999),
         ("bytes=5000-5000", 5000, 5000),
     ] {
-        let reply = get(&server, "/data.bin", &[("Range", range)]);
+        let reply = server.ask("GET", "/data.bin", &[("Range", range)]);
         assert_eq!(reply.status, 206, "{range}");
         assert_eq!(
             reply.header("Content-Range"),
@@ -183,22 +156,22 @@ fn every_range_form() {
             Some("application/octet-stream")
         );
         // HEAD: the same head, no body.
-        let head = ask(&server, "HEAD", "/data.bin", &[("Range", range)]);
+        let head = server.ask("HEAD", "/data.bin", &[("Range", range)]);
         assert_eq!(head.status, 206);
         assert_eq!(head.header("Content-Range"), reply.header("Content-Range"));
     }
     // Small bodies too (the head and body share one write).
-    let small = get(&server, "/style.css", &[("Range", "bytes=5-9")]);
+    let small = server.ask("GET", "/style.css", &[("Range", "bytes=5-9")]);
     assert_eq!((small.status, small.body.as_slice()), (206, &b"{ col"[..]));
     // Not a bytes range: ignored.
     for range in ["items=0-1", "bytes=", "bytes = 0-1"] {
-        let reply = get(&server, "/data.bin", &[("Range", range)]);
+        let reply = server.ask("GET", "/data.bin", &[("Range", range)]);
         assert_eq!(reply.status, 200, "{range}");
         assert_eq!(reply.body.len(), 10_000);
     }
     // An invalid bytes range: rejected, as nginx does.
     for range in ["bytes=5-1", "bytes=x-y", "bytes=0-1;x"] {
-        let reply = get(&server, "/data.bin", &[("Range", range)]);
+        let reply = server.ask("GET", "/data.bin", &[("Range", range)]);
         assert_eq!(reply.status, 416, "{range}");
         assert_eq!(reply.header("Content-Range"), Some("bytes */10000"));
     }
@@ -272,8 +245,8 @@ fn several_ranges_make_a_multipart_reply() {
     let data = pattern(100_000);
     root.write("data.bin", &data);
     let server = Server::start(root.path(), &[]);
-    let reply = get(
-        &server,
+    let reply = server.ask(
+        "GET",
         "/data.bin",
         &[("Range", "bytes=90000-90099, 0-9,-5")],
     );
@@ -292,8 +265,8 @@ fn several_ranges_make_a_multipart_reply() {
         assert_eq!(bytes, &data[a..=b]);
     }
     // Overlapping ranges are coalesced.
-    let reply = get(
-        &server,
+    let reply = server.ask(
+        "GET",
         "/data.bin",
         &[("Range", "bytes=0-10,5-20,1000-1009")],
     );
@@ -308,15 +281,14 @@ fn several_ranges_make_a_multipart_reply() {
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].2, &data[0..=20]);
     // Two requests get two different boundaries.
-    let again = get(
-        &server,
+    let again = server.ask(
+        "GET",
         "/data.bin",
         &[("Range", "bytes=0-10,5-20,1000-1009")],
     );
     assert_ne!(again.header("Content-Type"), reply.header("Content-Type"));
     // HEAD: the multipart length, no body.
-    let head = ask(
-        &server,
+    let head = server.ask(
         "HEAD",
         "/data.bin",
         &[("Range", "bytes=0-10,5-20,1000-1009")],
@@ -330,7 +302,7 @@ fn several_ranges_make_a_multipart_reply() {
     let many: Vec<String> = (0..101).map(|i| format!("{}-{}", i * 10, i * 10)).collect();
     let many = format!("bytes={}", many.join(","));
     for range in [many.as_str(), "bytes=0-,0-,0-"] {
-        let reply = get(&server, "/data.bin", &[("Range", range)]);
+        let reply = server.ask("GET", "/data.bin", &[("Range", range)]);
         assert_eq!(reply.status, 200, "{}", &range[..20.min(range.len())]);
         assert_eq!(reply.body, data);
     }
@@ -350,7 +322,7 @@ fn if_range_matches_or_sends_everything() {
         .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
         .unwrap();
     let server = Server::start(root.path(), &[]);
-    let full = get(&server, "/data.bin", &[]);
+    let full = server.ask("GET", "/data.bin", &[]);
     let etag = full.header("ETag").unwrap().to_string();
     let modified = full.header("Last-Modified").unwrap().to_string();
     let weak = format!("W/{etag}");
@@ -361,8 +333,8 @@ fn if_range_matches_or_sends_everything() {
         (weak.as_str(), 200),
         ("Sat, 01 Jan 2000 00:00:00 GMT", 200),
     ] {
-        let reply = get(
-            &server,
+        let reply = server.ask(
+            "GET",
             "/data.bin",
             &[("Range", "bytes=100-199"), ("If-Range", if_range)],
         );
@@ -387,8 +359,8 @@ fn ranges_near_the_end_of_a_file_past_4_gib() {
         &[(len - tail.len() as u64, tail), (4 << 30, b"marker")],
     );
     let server = Server::start(root.path(), &[]);
-    let reply = get(
-        &server,
+    let reply = server.ask(
+        "GET",
         "/huge.bin",
         &[("Range", &format!("bytes=-{}", tail.len()))],
     );
@@ -400,14 +372,14 @@ fn ranges_near_the_end_of_a_file_past_4_gib() {
         Some(format!("bytes {start}-{}/{len}", len - 1).as_str())
     );
     let at = 4u64 << 30;
-    let reply = get(
-        &server,
+    let reply = server.ask(
+        "GET",
         "/huge.bin",
         &[("Range", &format!("bytes={at}-{}", at + 5))],
     );
     assert_eq!((reply.status, reply.body.as_slice()), (206, &b"marker"[..]));
-    let reply = get(
-        &server,
+    let reply = server.ask(
+        "GET",
         "/huge.bin",
         &[("Range", &format!("bytes={at}-{},{}-", at + 5, len - 3))],
     );
@@ -416,12 +388,7 @@ fn ranges_near_the_end_of_a_file_past_4_gib() {
         .header("Content-Type")
         .unwrap()
         .starts_with("multipart/byteranges"));
-    let head = ask(
-        &server,
-        "HEAD",
-        "/huge.bin",
-        &[("Range", &format!("bytes={at}-"))],
-    );
+    let head = server.ask("HEAD", "/huge.bin", &[("Range", &format!("bytes={at}-"))]);
     assert_eq!(
         head.header("Content-Length"),
         Some((len - at).to_string().as_str())
@@ -453,7 +420,7 @@ fn precompressed_variants_follow_accept_encoding() {
         (None, b"plain css", None),
     ] {
         let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept-Encoding", *a)).collect();
-        let reply = get(&server, "/app.css", &headers);
+        let reply = server.ask("GET", "/app.css", &headers);
         assert_eq!(reply.status, 200, "{accept:?}");
         assert_eq!(reply.body, body, "{accept:?}");
         assert_eq!(reply.header("Content-Encoding"), encoding, "{accept:?}");
@@ -465,16 +432,16 @@ fn precompressed_variants_follow_accept_encoding() {
         );
     }
     // Each variant has its own validator, and conditionals and ranges apply to it.
-    let br = get(&server, "/app.css", &[("Accept-Encoding", "br")]);
-    let gz = get(&server, "/app.css", &[("Accept-Encoding", "gzip")]);
-    let plain = get(&server, "/app.css", &[]);
+    let br = server.ask("GET", "/app.css", &[("Accept-Encoding", "br")]);
+    let gz = server.ask("GET", "/app.css", &[("Accept-Encoding", "gzip")]);
+    let plain = server.ask("GET", "/app.css", &[]);
     let tags = [br.header("ETag"), gz.header("ETag"), plain.header("ETag")];
     assert!(
         tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
         "{tags:?}"
     );
-    let not_modified = get(
-        &server,
+    let not_modified = server.ask(
+        "GET",
         "/app.css",
         &[
             ("Accept-Encoding", "br"),
@@ -485,35 +452,35 @@ fn precompressed_variants_follow_accept_encoding() {
     assert_eq!(not_modified.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(not_modified.header("ETag"), tags[0]);
     assert_eq!(not_modified.header("Content-Encoding"), None);
-    let part = get(
-        &server,
+    let part = server.ask(
+        "GET",
         "/app.css",
         &[("Accept-Encoding", "br"), ("Range", "bytes=0-5")],
     );
     assert_eq!((part.status, part.body.as_slice()), (206, &b"brotli"[..]));
     assert_eq!(part.header("Content-Encoding"), Some("br"));
     // Only gzip exists for this one.
-    let js = get(&server, "/only-gz.js", &[("Accept-Encoding", "gzip, br")]);
+    let js = server.ask("GET", "/only-gz.js", &[("Accept-Encoding", "gzip, br")]);
     assert_eq!(
         (js.header("Content-Encoding"), js.body.as_slice()),
         (Some("gzip"), &b"gzipped js"[..])
     );
     // Nothing acceptable: 406, still with Vary.
-    let refused = get(
-        &server,
+    let refused = server.ask(
+        "GET",
         "/app.css",
         &[("Accept-Encoding", "identity;q=0, br;q=0, gzip;q=0")],
     );
     assert_eq!(refused.status, 406);
     assert_eq!(refused.header("Vary"), Some("Accept-Encoding"));
     // No variant: no Vary, no encoding, even when the client would accept one.
-    let none = get(&server, "/style.css", &[("Accept-Encoding", "gzip, br")]);
+    let none = server.ask("GET", "/style.css", &[("Accept-Encoding", "gzip, br")]);
     assert_eq!(
         (none.header("Vary"), none.header("Content-Encoding")),
         (None, None)
     );
     // HEAD agrees with GET.
-    let head = ask(&server, "HEAD", "/app.css", &[("Accept-Encoding", "br")]);
+    let head = server.ask("HEAD", "/app.css", &[("Accept-Encoding", "br")]);
     assert_eq!(head.header("Content-Length"), Some("12"));
     assert_eq!(head.header("Content-Encoding"), Some("br"));
 }
@@ -528,11 +495,11 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
     root.write("files/.secret", "hidden");
     root.write("files/b.txt", "12345");
     let closed = Server::start(root.path(), &[]);
-    assert_eq!(get(&closed, "/files/", &[]).status, 404);
+    assert_eq!(closed.ask("GET", "/files/", &[]).status, 404);
     drop(closed);
 
     let server = Server::start(root.path(), &["--list"]);
-    let page = get(&server, "/files/", &[]);
+    let page = server.ask("GET", "/files/", &[]);
     assert_eq!(page.status, 200);
     assert_eq!(
         page.header("Content-Type"),
@@ -543,16 +510,19 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
     // The listing revalidates: same directory, same tag, 304; a change, a new page.
     let tag = page.header("ETag").expect("listing ETag").to_string();
     assert_eq!(
-        get(&server, "/files/", &[("If-None-Match", &tag)]).status,
+        server
+            .ask("GET", "/files/", &[("If-None-Match", &tag)])
+            .status,
         304
     );
-    let json_tag = get(&server, "/files/?format=json", &[])
+    let json_tag = server
+        .ask("GET", "/files/?format=json", &[])
         .header("ETag")
         .unwrap()
         .to_string();
     assert_ne!(json_tag, tag, "HTML and JSON are different representations");
     root.write("files/new.txt", "n");
-    let changed = get(&server, "/files/", &[("If-None-Match", &tag)]);
+    let changed = server.ask("GET", "/files/", &[("If-None-Match", &tag)]);
     assert_eq!(changed.status, 200);
     assert!(changed.text().contains("new.txt"));
     std::fs::remove_file(root.path().join("files/new.txt")).unwrap();
@@ -579,7 +549,7 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
     // Every link in the page works.
     for href in ["%3Cb%3E%26%22x%27.txt", "caf%C3%A9.txt", "b.txt"] {
         assert_eq!(
-            get(&server, &format!("/files/{href}"), &[]).status,
+            server.ask("GET", &format!("/files/{href}"), &[]).status,
             200,
             "{href}"
         );
@@ -589,7 +559,7 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
         ("/files/?format=json", vec![]),
         ("/files/", vec![("Accept", "application/json")]),
     ] {
-        let reply = get(&server, target, &headers);
+        let reply = server.ask("GET", target, &headers);
         assert_eq!(
             reply.header("Content-Type"),
             Some("application/json"),
@@ -612,10 +582,10 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
         assert!(entries.iter().any(|e| e["name"] == "café.txt"));
     }
     // The root has no parent link; a directory with an index is not listed.
-    let top = get(&server, "/", &[]).text();
+    let top = server.ask("GET", "/", &[]).text();
     assert!(!top.contains("../") && top.contains("files/"), "{top}");
     root.write("files/zeta/index.html", "zeta index");
-    assert_eq!(get(&server, "/files/zeta/", &[]).body, b"zeta index");
+    assert_eq!(server.ask("GET", "/files/zeta/", &[]).body, b"zeta index");
 }
 
 #[test]
@@ -633,24 +603,24 @@ fn custom_error_pages() {
         root.path(),
         &["--error-pages", pages.path().to_str().unwrap()],
     );
-    let reply = get(&server, "/missing", &[]);
+    let reply = server.ask("GET", "/missing", &[]);
     assert_eq!(
         (reply.status, reply.text().as_str()),
         (404, "<h1>custom not found</h1>")
     );
     assert_eq!(reply.header("Content-Type"), Some("text/html"));
     assert_eq!(
-        get(&server, "/pipe", &[]).text(),
+        server.ask("GET", "/pipe", &[]).text(),
         "<h1>custom forbidden</h1>"
     );
     assert_eq!(
-        get(&server, "/empty-dir/", &[]).text(),
+        server.ask("GET", "/empty-dir/", &[]).text(),
         "<h1>custom not found</h1>"
     );
     // Loaded once: changing the file later changes nothing.
     pages.write("404.html", "changed");
     assert_eq!(
-        get(&server, "/missing", &[]).text(),
+        server.ask("GET", "/missing", &[]).text(),
         "<h1>custom not found</h1>"
     );
     drop(server);
@@ -658,46 +628,46 @@ fn custom_error_pages() {
     // nginx-style: 404.html at the document root.
     root.write("404.html", "root 404 page");
     let server = Server::start(root.path(), &[]);
-    let reply = ask(&server, "HEAD", "/nope", &[]);
+    let reply = server.ask("HEAD", "/nope", &[]);
     assert_eq!(reply.status, 404);
     assert_eq!(reply.header("Content-Length"), Some("13"));
-    assert_eq!(get(&server, "/nope", &[]).text(), "root 404 page");
+    assert_eq!(server.ask("GET", "/nope", &[]).text(), "root 404 page");
 }
 
 #[test]
 fn health_check_never_touches_the_disk() {
     let root = site();
     let server = Server::start(root.path(), &["--health", "/healthz"]);
-    let reply = get(&server, "/healthz", &[]);
+    let reply = server.ask("GET", "/healthz", &[]);
     assert_eq!((reply.status, reply.body.as_slice()), (200, &b"ok"[..]));
     assert_eq!(reply.header("Content-Type"), Some("text/plain"));
-    let head = ask(&server, "HEAD", "/healthz?probe=1", &[]);
+    let head = server.ask("HEAD", "/healthz?probe=1", &[]);
     assert_eq!(
         (head.status, head.header("Content-Length")),
         (200, Some("2"))
     );
-    assert_eq!(ask(&server, "POST", "/healthz", &[]).status, 405);
+    assert_eq!(server.ask("POST", "/healthz", &[]).status, 405);
     // With the document root gone, files are 404 but the health check still answers.
     std::fs::remove_dir_all(root.path()).unwrap();
-    assert_eq!(get(&server, "/index.html", &[]).status, 404);
-    assert_eq!(get(&server, "/healthz", &[]).status, 200);
+    assert_eq!(server.ask("GET", "/index.html", &[]).status, 404);
+    assert_eq!(server.ask("GET", "/healthz", &[]).status, 200);
     drop(server);
     // Off by default.
     let root = site();
     let server = Server::start(root.path(), &[]);
-    assert_eq!(get(&server, "/healthz", &[]).status, 404);
+    assert_eq!(server.ask("GET", "/healthz", &[]).status, 404);
 }
 
 #[test]
 fn cache_control_and_nosniff() {
     let root = site();
     let server = Server::start(root.path(), &["--cache-control", "public, max-age=3600"]);
-    let full = get(&server, "/style.css", &[]);
+    let full = server.ask("GET", "/style.css", &[]);
     let etag = full.header("ETag").unwrap().to_string();
     let cached = [
         full,
-        get(&server, "/style.css", &[("Range", "bytes=0-3")]),
-        get(&server, "/style.css", &[("If-None-Match", etag.as_str())]),
+        server.ask("GET", "/style.css", &[("Range", "bytes=0-3")]),
+        server.ask("GET", "/style.css", &[("If-None-Match", etag.as_str())]),
     ];
     for (reply, status) in cached.iter().zip([200, 206, 304]) {
         assert_eq!(reply.status, status);
@@ -708,7 +678,7 @@ fn cache_control_and_nosniff() {
         );
     }
     for target in ["/missing", "/docs", "/%zz"] {
-        let reply = get(&server, target, &[]);
+        let reply = server.ask("GET", target, &[]);
         assert_eq!(reply.header("Cache-Control"), None, "{target}");
         assert_eq!(
             reply.header("X-Content-Type-Options"),
@@ -723,7 +693,7 @@ fn cache_control_and_nosniff() {
     drop(server);
     let server = Server::start(root.path(), &[]);
     assert_eq!(
-        get(&server, "/style.css", &[]).header("Cache-Control"),
+        server.ask("GET", "/style.css", &[]).header("Cache-Control"),
         None
     );
 }
@@ -732,10 +702,10 @@ fn cache_control_and_nosniff() {
 fn validators_survive_a_restart() {
     let root = site();
     let first = Server::start(root.path(), &[]);
-    let before = get(&first, "/style.css", &[]);
+    let before = first.ask("GET", "/style.css", &[]);
     drop(first);
     let second = Server::start(root.path(), &[]);
-    let after = get(&second, "/style.css", &[]);
+    let after = second.ask("GET", "/style.css", &[]);
     assert_eq!(before.header("ETag"), after.header("ETag"));
     assert_eq!(
         before.header("Last-Modified"),
@@ -743,7 +713,9 @@ fn validators_survive_a_restart() {
     );
     let etag = after.header("ETag").unwrap();
     assert_eq!(
-        get(&second, "/style.css", &[("If-None-Match", etag)]).status,
+        second
+            .ask("GET", "/style.css", &[("If-None-Match", etag)])
+            .status,
         304
     );
 }

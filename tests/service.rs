@@ -110,16 +110,13 @@ fn keep_alive_clients_beyond_the_worker_count_are_all_served() {
     }
 }
 
-#[test]
-fn running_out_of_file_descriptors_is_survived_without_spinning() {
-    let root = site();
-    // A connection limit the descriptors cannot back (64 fds): accept(2) itself fails with
-    // EMFILE, and the server must neither spin nor leave clients hanging in the backlog.
-    let mut server = Server::start_with_fd_limit(
-        root.path(),
-        &["-w", "2", "--max-connections", "1000"],
-        Some(64),
-    );
+/// Starts a server whose connection limit the descriptors cannot back (64 fds), so that
+/// accept(2) itself fails with EMFILE, and fills it: 120 clients, each answered at once
+/// (served while descriptors last, then 503), none left hanging in the backlog. Returns the
+/// server and the clients, still connected.
+fn out_of_descriptors(root: &std::path::Path) -> (Server, Vec<std::net::TcpStream>) {
+    let server =
+        Server::start_with_fd_limit(root, &["-w", "2", "--max-connections", "1000"], Some(64));
     let mut held: Vec<_> = (0..120).map(|_| server.connect()).collect();
     let (mut ok, mut refused, mut closed) = (0, 0, 0);
     for stream in held.iter_mut() {
@@ -149,22 +146,12 @@ fn running_out_of_file_descriptors_is_survived_without_spinning() {
         closed <= 5,
         "{ok} served, {refused} refused, {closed} closed without a reply"
     );
-    // With descriptors exhausted and more clients arriving, no spinning: well under half a
-    // core over a second.
-    let _more: Vec<_> = (0..40).map(|_| server.connect()).collect();
-    let before = common::cpu_ticks(server.pid());
-    let window = Instant::now();
-    let ticks_per_second = 100; // USER_HZ on Linux
-    std::thread::sleep(Duration::from_secs(1));
-    let used = common::cpu_ticks(server.pid()) - before;
-    let elapsed = window.elapsed().as_secs_f64();
-    assert!(
-        (used as f64) < 0.5 * elapsed * ticks_per_second as f64,
-        "{used} ticks of CPU in {elapsed:.2}s while out of descriptors"
-    );
-    // Once clients leave, service resumes.
-    held.truncate(0);
-    drop(_more);
+    (server, held)
+}
+
+/// Once the clients holding the descriptors leave, service resumes and the 503s were logged.
+fn resumes_after(mut server: Server, held: Vec<std::net::TcpStream>) {
+    drop(held);
     assert!(common::wait_until(Duration::from_secs(10), || {
         server.get("/index.html").status == 200
     }));
@@ -173,6 +160,41 @@ fn running_out_of_file_descriptors_is_survived_without_spinning() {
         .log_lines()
         .iter()
         .any(|line| line.contains("\" 503 ")));
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    let root = site();
+    let (server, mut held) = out_of_descriptors(root.path());
+    // More clients arrive while descriptors are exhausted; none of that stops the server.
+    held.extend((0..40).map(|_| server.connect()));
+    resumes_after(server, held);
+}
+
+/// The CPU check of running out of descriptors, on its own because a CPU-time bound is only
+/// meaningful on a quiet machine: `.ci/run` runs it after the parallel suite.
+#[test]
+#[ignore = "CPU-time bound, wants a quiet machine: run by .ci/run"]
+fn running_out_of_file_descriptors_does_not_spin() {
+    let root = site();
+    let (server, mut held) = out_of_descriptors(root.path());
+    // With descriptors exhausted and more clients arriving, no spinning: well under half a
+    // core over a second.
+    held.extend((0..40).map(|_| server.connect()));
+    let before = common::cpu_ticks(server.pid());
+    let window = Instant::now();
+    // USER_HZ on Linux.
+    let ticks_per_second = 100;
+    // The second is the measurement window for the CPU the server uses, not a wait for it
+    // to reach some state: spinning is a rate, and a rate needs an interval.
+    std::thread::sleep(Duration::from_secs(1));
+    let used = common::cpu_ticks(server.pid()) - before;
+    let elapsed = window.elapsed().as_secs_f64();
+    assert!(
+        (used as f64) < 0.5 * elapsed * ticks_per_second as f64,
+        "{used} ticks of CPU in {elapsed:.2}s while out of descriptors"
+    );
+    resumes_after(server, held);
 }
 
 /// Requests `/large.bin` and reads until the reply has started (a 200 head arrived), so it
@@ -371,9 +393,10 @@ fn sigint_on_an_idle_server_exits_zero_promptly() {
 
 #[test]
 fn ipv6_loopback_works() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback on this machine");
-        return;
+    // A machine without an IPv6 loopback fails here with the reason, rather than passing
+    // without testing anything.
+    if let Err(err) = std::net::TcpListener::bind("[::1]:0") {
+        panic!("no IPv6 loopback on this machine ({err}): enable ::1 on lo to run this test");
     }
     let root = site();
     let server = Server::start(root.path(), &["-a", "::1"]);

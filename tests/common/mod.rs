@@ -1,6 +1,8 @@
 //! Test helpers: a temporary document root, the real `httpd` binary started on port 0, and a
-//! raw HTTP/1.1 response reader that shows the exact bytes. Every socket has a read timeout,
-//! readiness comes from the `listening on` line, and nothing sleeps.
+//! raw HTTP/1.1 response reader that shows the exact bytes, and the one way tests ask for a
+//! reply. Every socket has a read timeout, readiness comes from the `listening on` line, and
+//! nothing sleeps to synchronise: what a test must wait for is a condition polled with a
+//! deadline ([`wait_until`]), such as what `/proc` shows of the server's sockets.
 #![allow(dead_code)]
 
 use std::fs;
@@ -206,24 +208,32 @@ impl Server {
 
     /// One request with `Connection: close`; the parsed reply.
     pub fn get(&self, target: &str) -> Reply {
-        self.request("GET", target)
+        self.ask("GET", target, &[])
     }
 
     pub fn request(&self, method: &str, target: &str) -> Reply {
-        let raw = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        self.ask(method, target, &[])
+    }
+
+    /// One request with extra header lines and `Connection: close`, on a new connection; the
+    /// parsed reply, after checking that nothing follows it before the server closes.
+    pub fn ask(&self, method: &str, target: &str, headers: &[(&str, &str)]) -> Reply {
+        let raw = head(
+            method,
+            target,
+            &[headers, &[("Connection", "close")]].concat(),
+        );
         let bytes = self.exchange(raw.as_bytes());
-        let mut reader = BufReader::new(&bytes[..]);
+        let mut reader = &bytes[..];
         let reply = Reply::read(&mut reader, method == "HEAD").unwrap_or_else(|err| {
             panic!(
-                "{method} {target}: {err}: {:?}",
+                "{method} {target} {headers:?}: {err}: {:?}",
                 String::from_utf8_lossy(&bytes)
             )
         });
-        let mut rest = Vec::new();
-        reader.read_to_end(&mut rest).expect("rest");
         assert!(
-            rest.is_empty(),
-            "{method} {target}: bytes after the reply: {rest:?}"
+            reader.is_empty(),
+            "{method} {target} {headers:?}: bytes after the reply: {reader:?}"
         );
         reply
     }
@@ -251,6 +261,87 @@ impl Server {
     }
 }
 
+/// The server's end of one client connection, as `/proc/PID/net/tcp` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSide {
+    /// Bytes the client sent that the server has not read yet (`rx_queue`).
+    pub unread: u64,
+    /// The socket's inode: 0 while the connection waits in the accept queue, since only
+    /// `accept` gives it a file.
+    pub inode: u64,
+}
+
+impl Server {
+    /// The server's end of `stream` (an established connection whose local port is the
+    /// server's and remote port is ours), if the kernel lists it.
+    pub fn server_side(&self, stream: &TcpStream) -> Option<ServerSide> {
+        let ours = stream.local_addr().expect("local address").port();
+        let server = self.addr.port();
+        let port = |field: &str| {
+            field
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+        };
+        ["tcp", "tcp6"].iter().find_map(|table| {
+            let text = fs::read_to_string(format!("/proc/{}/net/{table}", self.pid())).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode
+                if fields.len() < 10
+                    || fields[3] != "01"
+                    || port(fields[1]) != Some(server)
+                    || port(fields[2]) != Some(ours)
+                {
+                    return None;
+                }
+                let unread = fields[4].split(':').nth(1)?;
+                Some(ServerSide {
+                    unread: u64::from_str_radix(unread, 16).ok()?,
+                    inode: fields[9].parse().ok()?,
+                })
+            })
+        })
+    }
+
+    /// Whether the server has accepted `stream` and read every byte sent on it so far. Only
+    /// a worker reads a client socket, so this proves a worker has taken what was sent.
+    pub fn has_read_all(&self, stream: &TcpStream) -> bool {
+        self.server_side(stream)
+            .is_some_and(|side| side.inode != 0 && side.unread == 0)
+    }
+
+    /// Whether the server's end of `stream` is parked waiting to read: registered for
+    /// readability (EPOLLIN, not yet fired) in one of the server's epoll instances.
+    /// `/proc/PID/fdinfo/FD` of an epoll descriptor lists each registration as a `tfd:` line
+    /// with its event mask and the target's inode.
+    pub fn parked_for_reading(&self, stream: &TcpStream) -> bool {
+        let Some(side) = self.server_side(stream).filter(|side| side.inode != 0) else {
+            return false;
+        };
+        let inode = format!("ino:{:x}", side.inode);
+        let Ok(fds) = fs::read_dir(format!("/proc/{}/fdinfo", self.pid())) else {
+            return false;
+        };
+        fds.flatten().any(|fd| {
+            let info = fs::read_to_string(fd.path()).unwrap_or_default();
+            info.lines()
+                .filter(|line| line.starts_with("tfd:"))
+                .any(|line| {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let events = words
+                        .iter()
+                        .position(|w| *w == "events:")
+                        .and_then(|i| words.get(i + 1))
+                        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                        .unwrap_or(0);
+                    // A one-shot registration that has fired keeps only its flag bits.
+                    events & libc::EPOLLIN as u32 != 0 && words.contains(&inode.as_str())
+                })
+        })
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -261,7 +352,8 @@ impl Drop for Server {
 }
 
 /// Raises this test process's open-file limit to at least `needed` (children inherit it).
-/// Returns false if the hard limit does not allow it, so the caller can skip with a message.
+/// Returns false if the hard limit does not allow it; the caller then fails with the reason
+/// (`.ci/run` raises the hard limit first).
 pub fn raise_fd_limit(needed: u64) -> bool {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -378,6 +470,28 @@ pub fn closed_by_server(stream: &mut TcpStream) -> bool {
             }
         }
     }
+}
+
+/// A request head: the request line, `Host`, the extra header lines, the blank line.
+pub fn head(method: &str, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw + "\r\n"
+}
+
+/// Writes `raw` (one request) on `stream` and reads its reply, leaving the connection open.
+/// Bytes after the reply are not expected: a pipelined test reads with [`read_reply`].
+pub fn ask(stream: &mut TcpStream, raw: &[u8]) -> Reply {
+    stream.write_all(raw).expect("write request");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    read_reply(&mut reader, raw.starts_with(b"HEAD "))
+}
+
+/// Reads one reply (to HEAD if `head_only`), failing the test if it is not a whole reply.
+pub fn read_reply(reader: &mut impl BufRead, head_only: bool) -> Reply {
+    Reply::read(reader, head_only).expect("a complete reply")
 }
 
 /// One parsed HTTP response.
