@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use httpd::request::{self, Parsed};
-use httpd::response::{Body, Response};
-use httpd::url;
+use httpd::internals::request::{self, Parsed};
+use httpd::internals::response::{Body, Response};
+use httpd::internals::url;
 
 /// ApacheBench 2.3's exact requests, without and with `-k`.
 const AB: &[u8] =
@@ -73,7 +73,7 @@ fn encode_head(c: &mut Criterion) {
     group.bench_function("file-200", |b| {
         b.iter(|| black_box(&response).encode_head(black_box(date), true, &mut out))
     });
-    let not_found = httpd::error::HttpError::NotFound.response();
+    let not_found = httpd::internals::error::HttpError::NotFound.response();
     group.bench_function("error-404", |b| {
         b.iter(|| black_box(&not_found).encode_head(black_box(date), false, &mut out))
     });

@@ -2,6 +2,7 @@
 //! each to the workers (or the poller, `--dispatch poll`), closes the longest-idle one to
 //! make room at the limit, answers 503 when none is idle, and on a stop hands the port over
 //! to a successor without dropping a connection. Never parses HTTP.
+//! May use: config, conn, listen, poller, pool, sys.
 
 use std::fs::File;
 use std::io;

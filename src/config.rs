@@ -2,6 +2,7 @@
 //! validated conversion from them to the [`Config`] the server runs with
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
+//! May use: error, files (to open the root), handler (the `Site` it fills).
 //!
 //! A new flag is a field in [`Args`] (name, default and help together), then its checked
 //! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field

@@ -2,6 +2,7 @@
 //! RESOLVE_BENEATH, or a component walk where that is missing), so nothing outside the root
 //! can be reached; index files, precompressed variants, directory entries. The only module
 //! that turns a path into an open file.
+//! May use: url, negotiate, listing (the entries it reads), error, sys.
 
 mod walk;
 

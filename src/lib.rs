@@ -1,52 +1,86 @@
 //! httpd: a static-file HTTP/1.1 server on a fixed pool of blocking worker threads.
 //!
-//! The pipeline, one way only:
+//! The pipeline, one way only (no module calls back into an earlier stage):
 //!
-//! 1. [`server`] wires the stages together; the accept loop accepts a connection from the
-//!    per-CPU listeners (admission control at `--max-connections`: evict the
-//!    longest-idle connection, else answer 503) and queues it for the [`pool`] (a bounded
-//!    channel), or parks it in the [`poller`] (`--dispatch poll`).
-//! 2. A worker runs [`conn::serve`]: it reads what has arrived without waiting for more,
+//! 1. [`listen`] opens one `SO_REUSEPORT` listener per CPU; [`accept`]'s loop takes
+//!    connections off them, with admission control at `--max-connections` (close the
+//!    connection idle the longest, else answer 503 at once), and queues each for the
+//!    [`pool`] (a bounded channel), or parks it in the [`poller`] (`--dispatch poll`).
+//! 2. A worker runs [`conn::serve`]: it reads what has arrived, never waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
-//! 4. asks [`handler::respond`], which uses [`url`] to split and decode the target and
-//!    [`files`] to turn the path into an open file (or an [`error::HttpError`], mapped to a
-//!    status in one place; the [`status`] table gives each status its reason phrase, page
-//!    and effect on the connection), then picks a precompressed variant ([`negotiate`]),
-//!    evaluates preconditions ([`conditional`]) and ranges ([`range`]), or renders a
-//!    directory [`listing`],
-//! 5. writes the [`response`] head and a small body in one write, a large body by sendfile,
-//!    as much as the socket takes without waiting,
-//! 6. logs it ([`accesslog`]) once it is all sent, and keeps going with pipelined requests,
-//!    or
+//! 4. gets the reply from [`handler::respond`] (`conn/reply.rs` turns a panic into a 500):
+//!    [`url`] splits and decodes the target, [`files`] opens the path beneath the root's
+//!    descriptor, [`negotiate`] picks a precompressed variant, [`conditional`] evaluates
+//!    preconditions and [`range`] ranges, or [`listing`] renders a directory; a failure is
+//!    an [`error::HttpError`], and the [`status`] table gives every status its reason
+//!    phrase, built-in page and effect on the connection,
+//! 5. `conn/write.rs` encodes the [`response`] head and writes head and small body in one
+//!    write, a large body by sendfile, as much as the socket takes without waiting,
+//! 6. logs the reply ([`accesslog`]) once it is all sent (or cut off), and goes on with
+//!    pipelined requests, or
 //! 7. parks the connection in the [`poller`] until the client sends more, or until it makes
 //!    room for the rest of a reply (so an idle, slow-sending or slow-reading client never
 //!    holds a worker), or closes it.
+//!
+//! Around the pipeline: [`config`] turns the command line into a validated [`Config`] in one
+//! step; [`server`] wires the threads together and shuts them down in data-flow order;
+//! [`panics`] renders a panic for the log; [`sys`] is the only module with `unsafe`.
+//!
+//! Everything but the command's entry points is private; read this map with
+//! `cargo doc --document-private-items --open`.
 
+// The map above links private modules on purpose: it is for people reading the code.
+#![allow(rustdoc::private_intra_doc_links)]
 #![deny(unsafe_code)]
 
-pub(crate) mod accept;
-pub mod accesslog;
-pub mod conditional;
-pub mod config;
-pub mod conn;
-pub mod error;
-pub mod files;
-pub mod handler;
-pub(crate) mod listen;
-pub mod listing;
-pub mod negotiate;
-pub(crate) mod panics;
-pub mod poller;
-pub mod pool;
-pub mod range;
-pub mod request;
-pub mod response;
-pub mod server;
-pub mod status;
+mod accept;
+mod accesslog;
+mod conditional;
+mod config;
+mod conn;
+mod error;
+mod files;
+mod handler;
+mod listen;
+mod listing;
+mod negotiate;
+mod panics;
+mod poller;
+mod pool;
+mod range;
+mod request;
+mod response;
+mod server;
+mod status;
 // The one module allowed `unsafe`: system calls behind safe, documented wrappers.
 #[allow(unsafe_code)]
-pub(crate) mod sys;
-pub mod url;
+mod sys;
+mod url;
 
-pub use config::Config;
-pub use server::{Server, ShutdownHandle};
+pub use config::{Args, Config, ConfigError};
+pub use server::{shutdown_on_signals, Server, ShutdownHandle};
+
+/// Not API: the pieces the benchmarks, the fuzz targets and the in-process tests drive
+/// directly. Nothing here is stable; everything else in the crate is private, so the
+/// compiler reports what nothing uses.
+#[doc(hidden)]
+pub mod internals {
+    pub mod request {
+        pub use crate::request::{parse, request_line, Parsed, Request, MAX_HEAD, MAX_TARGET};
+    }
+    pub mod url {
+        pub use crate::url::{decode_path, split_target, SafePath, Target};
+    }
+    pub mod files {
+        pub use crate::files::{resolve, Resolution, Resolved, Root};
+    }
+    pub mod handler {
+        pub use crate::handler::{respond, Site};
+    }
+    pub mod error {
+        pub use crate::error::{ErrorPages, HttpError};
+    }
+    pub mod response {
+        pub use crate::response::{http_date, Body, Part, Response};
+    }
+}

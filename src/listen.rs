@@ -1,5 +1,6 @@
 //! Listening sockets: their options, one `SO_REUSEPORT` listener per CPU, and the
 //! `SO_INCOMING_CPU` marks a stopping server clears to hand new connections to its successor.
+//! May use: config, sys.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use httpd::config::Args;
-use httpd::{server, Config, Server};
+use httpd::Args;
+use httpd::{shutdown_on_signals, Config, Server};
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
@@ -36,7 +36,7 @@ fn run(args: Args) -> Result<(), String> {
     let server = Server::bind(config).map_err(|err| err.to_string())?;
     log::info!("{resolution}");
     let addr = server.local_addr().map_err(|err| err.to_string())?;
-    server::shutdown_on_signals(server.shutdown_handle())
+    shutdown_on_signals(server.shutdown_handle())
         .map_err(|err| format!("cannot install signal handlers: {err}"))?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{addr}");

@@ -1,5 +1,6 @@
 //! A panic's payload as text, for the log: the pool logs a job that panicked, the connection
 //! logs a handler that did. Its own module so that neither imports the other for it.
+//! May use: nothing but std.
 
 /// The text of a panic's payload (`panic!` with a literal gives a `&str`, with arguments a
 /// `String`; anything else has no text to show).

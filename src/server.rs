@@ -1,6 +1,7 @@
 //! Wiring: binds, starts the worker pool, the poller thread and the accept loop, and shuts
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
 //! flight finish, the log is flushed); turns SIGINT/SIGTERM into that shutdown.
+//! May use: accept, accesslog, config, conn, listen, poller, pool, sys.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -1,6 +1,7 @@
 //! URL ⇄ path segments: split a request target into path and query, percent-decode it
 //! strictly, refuse traversal and dotfiles segment by segment, and re-encode decoded segments
 //! for a `Location` or a listing link. Pure: never touches the filesystem.
+//! May use: error, percent-encoding.
 
 use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 

@@ -12,11 +12,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TempDir;
-use httpd::error::ErrorPages;
-use httpd::files::Root;
-use httpd::handler::{self, Site};
-use httpd::request::{self, Parsed};
-use httpd::response::{http_date, Body, Response};
+use httpd::internals::error::ErrorPages;
+use httpd::internals::files::Root;
+use httpd::internals::handler::{self, Site};
+use httpd::internals::request::{self, Parsed};
+use httpd::internals::response::{http_date, Body, Response};
 
 /// The contents of `hello.txt`: 13 bytes.
 const HELLO: &[u8] = b"hello, world\n";

@@ -9,8 +9,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use httpd::files::{self, Resolution, Resolved, Root};
-use httpd::url;
+use httpd::internals::files::{self, Resolution, Resolved, Root};
+use httpd::internals::url;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

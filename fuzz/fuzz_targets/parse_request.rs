@@ -2,7 +2,7 @@
 //! complete head is never longer than the input or the head limit.
 #![no_main]
 
-use httpd::request::{self, Parsed, MAX_HEAD, MAX_TARGET};
+use httpd::internals::request::{self, Parsed, MAX_HEAD, MAX_TARGET};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

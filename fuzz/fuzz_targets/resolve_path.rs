@@ -8,8 +8,8 @@ use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use httpd::files::{self, Resolution, Resolved, Root};
-use httpd::url;
+use httpd::internals::files::{self, Resolution, Resolved, Root};
+use httpd::internals::url;
 use libfuzzer_sys::fuzz_target;
 
 /// The fuzzing root (made once per process under the temp dir; the fuzzer exits by itself

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use httpd::error::ErrorPages;
-use httpd::files::Root;
-use httpd::handler::{self, Site};
-use httpd::request::{self, Parsed};
-use httpd::response::http_date;
+use httpd::internals::error::ErrorPages;
+use httpd::internals::files::Root;
+use httpd::internals::handler::{self, Site};
+use httpd::internals::request::{self, Parsed};
+use httpd::internals::response::http_date;
 use libfuzzer_sys::fuzz_target;
 
 /// The fuzzing root (made once per process under the temp dir; the fuzzer exits by itself

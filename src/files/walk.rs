@@ -1,6 +1,7 @@
 //! The component walk ([`Resolution::Walk`](super::Resolution::Walk)): resolving a path
 //! beneath the root one component at a time where `openat2` is missing or filtered, with the
 //! kernel's rules for symlinks applied here.
+//! May use: sys.
 
 use std::collections::VecDeque;
 use std::ffi::CString;

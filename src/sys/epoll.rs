@@ -1,5 +1,6 @@
 //! Epoll registration that cannot outlive its source: the guard for `polling`'s `unsafe`
 //! `Poller::add`.
+//! May use: polling, std.
 
 use std::io;
 use std::mem::ManuallyDrop;

@@ -1,4 +1,5 @@
 //! Process-wide facts and limits: CPUs configured, the open-file limit.
+//! May use: libc, std.
 
 /// CPUs the kernel may process packets on (configured, not just the ones we may run on);
 /// `None` if it will not say.
