@@ -1,5 +1,5 @@
 //! Clients that are slow to take a reply, or never take it, over real sockets: a worker never
-//! waits for them (issue 8, "write completion"). The unfinished reply waits in the poller and
+//! waits for them ("write completion", as event-driven servers do it). The unfinished reply waits in the poller and
 //! any worker continues it when the socket is writable; `--send-timeout` closes a connection
 //! whose client took no byte for that long, and its log line shows the bytes that went out.
 
