@@ -1,6 +1,6 @@
-//! The protocol findings of a security review, over real sockets: framing and request-line errors, userinfo, reason
-//! phrases, huge and repeated ranges, If-Range dates, files dated before 1970 or in the
-//! future, and listing links that must never be schemes.
+//! The protocol findings of a security review, over real sockets: framing and request-line
+//! errors, userinfo, reason phrases, huge and repeated ranges, If-Range dates, files dated
+//! before 1970 or in the future, and listing links that must never be schemes.
 
 mod common;
 
