@@ -218,15 +218,18 @@ pub struct Scratch {
     clock: Clock,
 }
 
+impl Scratch {
+    /// The buffers for a new turn: the input emptied, the output buffer and clock as left.
+    fn fresh(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Clock) {
+        self.input.clear();
+        (&mut self.input, &mut self.output, &mut self.clock)
+    }
+}
+
 /// Serves `conn` for as long as it has work the socket allows: first the rest of a parked
 /// reply, then every request already buffered or readable without waiting.
 pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
-    let Scratch {
-        input,
-        output,
-        clock,
-    } = scratch;
-    input.clear();
+    let (input, output, clock) = scratch.fresh();
     let mut budget = WRITE_TURN;
     if let Some(out) = conn.outgoing.take() {
         if conn.expired {
@@ -402,12 +405,7 @@ pub fn refuse(
     scratch: &mut Scratch,
     slot: Option<Slot>,
 ) -> Option<Conn> {
-    let Scratch {
-        input,
-        output,
-        clock,
-    } = scratch;
-    input.clear();
+    let (input, output, clock) = scratch.fresh();
     let _ = stream.set_nonblocking(true);
     let _ = sys::recv_nonblocking(stream.as_fd(), input);
     let line = request::request_line(input).to_vec();

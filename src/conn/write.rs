@@ -232,18 +232,15 @@ impl Outgoing {
     fn pump(&mut self, mut stream: &TcpStream, budget: &mut u64) -> io::Result<Pumped> {
         loop {
             if self.pos < self.bytes.len() {
-                match stream.write(&self.bytes[self.pos..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.pos += n;
-                        self.sent += n as u64;
+                match taken(stream.write(&self.bytes[self.pos..]).map(|n| n as u64))? {
+                    Taken::Bytes(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Taken::Bytes(n) => {
+                        self.pos += n as usize;
+                        self.sent += n;
                         self.last_progress = Instant::now();
                     }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(Pumped::Blocked)
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(err),
+                    Taken::Full => return Ok(Pumped::Blocked),
+                    Taken::Again => {}
                 }
                 continue;
             }
@@ -259,8 +256,13 @@ impl Outgoing {
                     return Err(io::Error::other("file window without a file"));
                 };
                 let chunk = window.len.min(*budget);
-                match sys::sendfile(stream.as_fd(), file.as_fd(), window.offset, chunk) {
-                    Ok(0) => {
+                match taken(sys::sendfile(
+                    stream.as_fd(),
+                    file.as_fd(),
+                    window.offset,
+                    chunk,
+                ))? {
+                    Taken::Bytes(0) => {
                         // The file shrank under us: the framing is broken, so the connection
                         // must end.
                         return Err(io::Error::new(
@@ -268,18 +270,15 @@ impl Outgoing {
                             "file shorter than its length",
                         ));
                     }
-                    Ok(n) => {
+                    Taken::Bytes(n) => {
                         window.offset += n;
                         window.len -= n;
                         self.sent += n;
                         *budget = budget.saturating_sub(n);
                         self.last_progress = Instant::now();
                     }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(Pumped::Blocked)
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(err),
+                    Taken::Full => return Ok(Pumped::Blocked),
+                    Taken::Again => {}
                 }
                 continue;
             }
@@ -378,5 +377,25 @@ pub(super) fn log_write_error(peer: SocketAddr, err: &io::Error) {
             log::debug!("{peer}: client went away: {err}")
         }
         _ => log::warn!("{peer}: write failed: {err}"),
+    }
+}
+
+/// What one non-blocking write or sendfile came to.
+enum Taken {
+    /// The socket took this many bytes (0: it can take no more, ever).
+    Bytes(u64),
+    /// The socket's buffer is full: wait until it is writable.
+    Full,
+    /// Interrupted by a signal before anything was written: try again.
+    Again,
+}
+
+/// Sorts a write's result into [`Taken`]; any other error ends the reply.
+fn taken(result: io::Result<u64>) -> io::Result<Taken> {
+    match result {
+        Ok(n) => Ok(Taken::Bytes(n)),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(Taken::Full),
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(Taken::Again),
+        Err(err) => Err(err),
     }
 }
