@@ -63,7 +63,7 @@ fn not_modified_for_each_validator_with_no_body() {
         vec![("If-None-Match", "\"nope\"")],
         vec![("If-Modified-Since", "Sat, 01 Jan 2000 00:00:00 GMT")],
         vec![("If-Modified-Since", "yesterday")],
-        // A date in the future is invalid (RFC 7232 §3.3); nginx ignores it too.
+        // A date in the future is invalid (RFC 2616 §14.25); nginx ignores it too.
         vec![("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT")],
         // If-None-Match wins over a matching If-Modified-Since (RFC 9110 §13.2.2).
         vec![
