@@ -30,11 +30,13 @@
 # Usage: ab_results/compare.sh                      (~8 minutes with all four servers)
 #        ROUNDS=5 SERVERS="httpd nginx" WORKLOADS="ka wrk" ab_results/compare.sh
 #        N=20000 N_BIG=50 WRK_SECS=5 ROUNDS=1 ab_results/compare.sh       (a quick check)
+#        SUMMARY_ONLY=ab_results/raw/compare-DATE ab_results/compare.sh    (redo the tables)
 # Knobs: ROUNDS=3 N=50000 C=50 N_BIG=100 BIG_MIB=32 WRK_SECS=10 HTTPD_WORKERS=8 LOG=on
 #        SERVERS="httpd nginx h2o lighttpd" WORKLOADS="ka close big wrk wrkbig" SERVER_CPU=1 CLIENT_CPU=0
 # Needs: ab taskset curl python3 nginx (apt-get install nginx-light apache2-utils), optionally
 # wrk h2o lighttpd. Loopback only; every client is bounded by -n / -d and a time limit.
 set -euo pipefail
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
@@ -50,6 +52,100 @@ WORKLOADS=${WORKLOADS:-"ka close big wrk wrkbig"}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 settings="ROUNDS=$ROUNDS N=$N C=$C N_BIG=$N_BIG BIG_MIB=$BIG_MIB WRK_SECS=$WRK_SECS HTTPD_WORKERS=$HTTPD_WORKERS LOG=$LOG SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+
+# The summary, from runs.tsv alone (awk: median and range per cell, paired ratios per round).
+summarize() {
+  awk -F'\t' -v servers="${servers[*]}" -v workloads="${workloads[*]}" '
+    function med(list,   a, n, i, j, x) {
+      n = split(list, a, " "); if (n == 0) return ""
+      for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
+      lo = a[1]; hi = a[n]
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function k(v) { return v >= 10000 ? sprintf("%.1fk", v / 1000) : v >= 100 ? sprintf("%.0f", v) : sprintf("%.1f", v) }
+    NR == 1 { next }
+    { key = $2 SUBSEP $3
+      if ($4 != "-") { val[key] = val[key] " " $4; byround[$1, $2, $3] = $4 } else aborted[key]++
+      if ($11 != "-") us[key] = us[key] " " $11
+      err[key] += $7 + $8; req[key] += $6
+      if ($9 != "-") ka[key] += $9
+      cb[key] = cb[key] " " $12; own[key] = own[key] " " $14
+      unit[$2] = $5; rounds[$1] = 1 }
+    END {
+      ns = split(servers, S, " "); nw = split(workloads, W, " ")
+      hdr = "| workload |"; sep = "|---|"
+      for (s = 1; s <= ns; s++) { hdr = hdr " " S[s] " |"; sep = sep "---:|" }
+      print "**Throughput**, median (min–max) over the rounds; `^` = the client core was at least 95 % busy (median), so the load generator is the limit and ratios are pulled toward 1:"
+      print ""; print hdr; print sep
+      for (w = 1; w <= nw; w++) {
+        line = "| " W[w] " (" unit[W[w]] ") |"
+        for (s = 1; s <= ns; s++) {
+          key = W[w] SUBSEP S[s]; m = med(val[key])
+          cell = m == "" ? "failed" : k(m) " (" k(lo) "–" k(hi) ")"
+          if (m != "" && med(cb[key]) >= 0.95) cell = cell " ^"
+          if (aborted[key]) cell = cell " (" aborted[key] " aborted)"
+          line = line " " cell " |"
+        }
+        print line
+      }
+      print ""; print "**Ratio to nginx**, paired by round (a server value ÷ the nginx value of the same round and workload), median (min–max):"
+      hdr = "| workload |"; sep = "|---|"
+      for (s = 1; s <= ns; s++) if (S[s] != "nginx") { hdr = hdr " " S[s] " ÷ nginx |"; sep = sep "---:|" }
+      print ""; print hdr; print sep
+      for (w = 1; w <= nw; w++) {
+        line = "| " W[w] " |"
+        for (s = 1; s <= ns; s++) {
+          if (S[s] == "nginx") continue
+          list = ""
+          for (r in rounds) {
+            a = byround[r, W[w], S[s]]; b = byround[r, W[w], "nginx"]
+            if (a != "" && b != "" && b > 0) list = list " " a / b
+          }
+          m = med(list)
+          line = line " " (m == "" ? "-" : sprintf("%.2f (%.2f–%.2f)", m, lo, hi)) " |"
+        }
+        print line
+      }
+      print ""; print "**Server CPU per request** (µs, utime+stime of the server process tree ÷ completed requests), median, and in brackets that median ÷ the nginx median (lower is better; steadier than req/s when the client core is the limit):"
+      hdr = "| workload |"; sep = "|---|"
+      for (s = 1; s <= ns; s++) { hdr = hdr " " S[s] " |"; sep = sep "---:|" }
+      print ""; print hdr; print sep
+      for (w = 1; w <= nw; w++) {
+        line = "| " W[w] " |"
+        nm = med(us[W[w] SUBSEP "nginx"])
+        for (s = 1; s <= ns; s++) {
+          m = med(us[W[w] SUBSEP S[s]]); cell = m == "" ? "-" : k(m)
+          if (m != "" && S[s] != "nginx" && nm > 0) cell = cell sprintf(" (%.2f×)", m / nm)
+          line = line " " cell " |"
+        }
+        print line
+      }
+      print ""; print "**Errors and keep-alive** (failed + non-2xx responses over all rounds; for ab -k, the share of requests ab counted as keep-alive), and the median share of its core that the server itself used (when the core was busier than that, the rest was other load: noise):"
+      print ""; print hdr; print sep
+      for (w = 1; w <= nw; w++) {
+        line = "| " W[w] " |"
+        for (s = 1; s <= ns; s++) {
+          key = W[w] SUBSEP S[s]
+          cell = err[key] + 0 " errors"
+          if ((W[w] == "ka" || W[w] == "big") && req[key] > 0) cell = cell sprintf(", %.0f %% keep-alive", 100 * ka[key] / req[key])
+          cell = cell sprintf(", core %.0f %%", 100 * med(own[key]))
+          line = line " " cell " |"
+        }
+        print line
+      }
+    }' "$RAW/runs.tsv"
+}
+
+# SUMMARY_ONLY=DIR: rewrite DIR/summary.md's tables from DIR/runs.tsv (keeping its header).
+if [ -n "${SUMMARY_ONLY:-}" ]; then
+  RAW=$SUMMARY_ONLY
+  mapfile -t servers < <(awk -F'\t' 'NR > 1 && $1 == 1 && !seen[$3]++ { print $3 }' "$RAW/runs.tsv")
+  mapfile -t workloads < <(awk -F'\t' 'NR > 1 && $1 == 1 && !seen[$2]++ { print $2 }' "$RAW/runs.tsv")
+  { sed '/^\*\*Throughput\*\*/,$d' "$RAW/summary.md"; summarize; } > "$RAW/summary.md.new"
+  mv "$RAW/summary.md.new" "$RAW/summary.md"
+  cat "$RAW/summary.md"
+  exit 0
+fi
 
 lib_init
 need ab taskset curl python3 nginx -- "apt-get install -y nginx-light apache2-utils curl (and wrk h2o lighttpd for the optional parts)"
@@ -290,84 +386,6 @@ for round in $(seq "$ROUNDS"); do
 done
 elapsed=$((SECONDS - t_start))
 
-# The summary, from runs.tsv alone (awk: median and range per cell, paired ratios per round).
-summarize() {
-  awk -F'\t' -v servers="${servers[*]}" -v workloads="${workloads[*]}" '
-    function med(list,   a, n, i, j, x) {
-      n = split(list, a, " "); if (n == 0) return ""
-      for (i = 2; i <= n; i++) { x = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
-      lo = a[1]; hi = a[n]
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
-    function k(v) { return v >= 10000 ? sprintf("%.1fk", v / 1000) : v >= 100 ? sprintf("%.0f", v) : sprintf("%.1f", v) }
-    NR == 1 { next }
-    { key = $2 SUBSEP $3
-      if ($4 != "-") { val[key] = val[key] " " $4; byround[$1, $2, $3] = $4 } else aborted[key]++
-      if ($11 != "-") us[key] = us[key] " " $11
-      err[key] += $7 + $8; req[key] += $6
-      if ($9 != "-") ka[key] += $9
-      cb[key] = cb[key] " " $12; own[key] = own[key] " " $14
-      unit[$2] = $5; rounds[$1] = 1 }
-    END {
-      ns = split(servers, S, " "); nw = split(workloads, W, " ")
-      hdr = "| workload |"; sep = "|---|"
-      for (s = 1; s <= ns; s++) { hdr = hdr " " S[s] " |"; sep = sep "---:|" }
-      print "**Throughput**, median (min–max) over the rounds; `^` = the client core was at least 95 % busy (median), so the load generator is the limit and ratios are pulled toward 1:"
-      print ""; print hdr; print sep
-      for (w = 1; w <= nw; w++) {
-        line = "| " W[w] " (" unit[W[w]] ") |"
-        for (s = 1; s <= ns; s++) {
-          key = W[w] SUBSEP S[s]; m = med(val[key])
-          cell = m == "" ? "failed" : k(m) " (" k(lo) "–" k(hi) ")"
-          if (m != "" && med(cb[key]) >= 0.95) cell = cell " ^"
-          if (aborted[key]) cell = cell " (" aborted[key] " aborted)"
-          line = line " " cell " |"
-        }
-        print line
-      }
-      print ""; print "**Ratio to nginx**, paired by round (a server value ÷ the nginx value of the same round and workload), median (min–max):"
-      hdr = "| workload |"; sep = "|---|"
-      for (s = 1; s <= ns; s++) if (S[s] != "nginx") { hdr = hdr " " S[s] " ÷ nginx |"; sep = sep "---:|" }
-      print ""; print hdr; print sep
-      for (w = 1; w <= nw; w++) {
-        line = "| " W[w] " |"
-        for (s = 1; s <= ns; s++) {
-          if (S[s] == "nginx") continue
-          list = ""
-          for (r in rounds) {
-            a = byround[r, W[w], S[s]]; b = byround[r, W[w], "nginx"]
-            if (a != "" && b != "" && b > 0) list = list " " a / b
-          }
-          m = med(list)
-          line = line " " (m == "" ? "-" : sprintf("%.2f (%.2f–%.2f)", m, lo, hi)) " |"
-        }
-        print line
-      }
-      print ""; print "**Server CPU per request** (µs, utime+stime of the server process tree ÷ completed requests), median:"
-      hdr = "| workload |"; sep = "|---|"
-      for (s = 1; s <= ns; s++) { hdr = hdr " " S[s] " |"; sep = sep "---:|" }
-      print ""; print hdr; print sep
-      for (w = 1; w <= nw; w++) {
-        line = "| " W[w] " |"
-        for (s = 1; s <= ns; s++) { m = med(us[W[w] SUBSEP S[s]]); line = line " " (m == "" ? "-" : k(m)) " |" }
-        print line
-      }
-      print ""; print "**Errors and keep-alive** (failed + non-2xx responses over all rounds; for ab -k, the share of requests ab counted as keep-alive), and the median share of its core that the server itself used (when the core was busier than that, the rest was other load: noise):"
-      print ""; print hdr; print sep
-      for (w = 1; w <= nw; w++) {
-        line = "| " W[w] " |"
-        for (s = 1; s <= ns; s++) {
-          key = W[w] SUBSEP S[s]
-          cell = err[key] + 0 " errors"
-          if ((W[w] == "ka" || W[w] == "big") && req[key] > 0) cell = cell sprintf(", %.0f %% keep-alive", 100 * ka[key] / req[key])
-          cell = cell sprintf(", core %.0f %%", 100 * med(own[key]))
-          line = line " " cell " |"
-        }
-        print line
-      }
-    }' "$RAW/runs.tsv"
-}
-
 {
   echo "## Comparison run $stamp"
   echo
@@ -376,7 +394,8 @@ summarize() {
   echo "client to CPU $CLIENT_CPU; loadavg $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
   echo "Versions: $(for s in "${servers[@]}"; do printf '%s; ' "$(version "$s")"; done)$(ab -V | head -1 | sed 's/^This is //; s/ <.*//')$(command -v wrk >/dev/null && printf '; %s' "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)")."
   echo "Workloads: ka = \`$(client_cmd ka PORT)\`, close = \`$(client_cmd close PORT)\`,"
-  echo "big = \`$(client_cmd big PORT)\` ($BIG_MIB MiB), wrk = \`$(client_cmd wrk PORT)\`; 1k.html is $small_len bytes."
+  echo "big = \`$(client_cmd big PORT)\` ($BIG_MIB MiB), wrk = \`$(client_cmd wrk PORT)\`,"
+  echo "wrkbig = \`$(client_cmd wrkbig PORT)\`; 1k.html is $small_len bytes. Every run on a fresh server."
   echo
   summarize
 } > "$RAW/summary.md"

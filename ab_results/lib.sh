@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the globals set here are read by the scripts
 # The preamble every benchmark script in ab_results/ shares: go to the repository root, build
 # httpd, note the commit and machine, pick loopback ports, start and stop servers, and clean
 # up on exit. Source it, don't run it:
@@ -9,12 +9,15 @@
 #   build_httpd                       cargo build --release; sets $BIN (absolute path)
 #   start_httpd -r docroot -w 8 -a 127.0.0.1 -p 0 -l FILE     sets $server_pid and $port
 #   stop_server                       SIGTERM $server_pid, wait (SIGKILL after 15 s)
+#   nginx_conf DIR PORT ROOT WORKERS CONNS [DIRECTIVE...]; start_nginx DIR PORT PATH
+#   start_bg OUT ERR CMD... / stop_pid PID / wait_pid PID      any other background process
+#   free_port, wait_http PORT PATH, cpu_ticks PID
 #
 # Only processes this script started are ever signalled: every server is started through
 # start_bg, which records its PID, and cleanup stops exactly those.
 
 LIB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-LIB_PIDS=()        # servers started and not yet reaped
+LIB_PIDS=()        # processes started and not yet reaped
 server_pid=        # the "current" server of scripts that run one at a time
 port=
 
@@ -22,7 +25,7 @@ port=
 # when src/ or Cargo.toml differ from HEAD, because then the hash does not name the code that
 # ran), $machine, and a private $tmp that the EXIT trap removes after stopping our servers.
 lib_init() {
-  cd "$LIB_ROOT"
+  cd "$LIB_ROOT" || exit 1
   OUT=$LIB_ROOT/ab_results/raw
   mkdir -p "$OUT"
   commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -31,7 +34,9 @@ lib_init() {
   tmp=$(mktemp -d)
   chmod 755 "$tmp"   # nginx and h2o workers run as nobody when started by root
   trap lib_cleanup EXIT
-  trap 'exit 130' INT TERM   # run the EXIT trap on ^C / kill too
+  # Run the EXIT trap on ^C / kill too. Bash runs it once the foreground command (a bounded
+  # client) has ended; ^C reaches that client at the same time, a kill of the script does not.
+  trap 'exit 130' INT TERM
 }
 
 lib_cleanup() {
@@ -65,20 +70,28 @@ free_port() {
 }
 
 # start_bg STDOUT STDERR CMD...: run CMD in the background, record its PID in $started and in
-# the cleanup list.
+# the cleanup list. STDERR "-" sends it to STDOUT's file.
 start_bg() {
   local so=$1 se=$2; shift 2
-  "$@" > "$so" 2> "$se" &
+  if [ "$se" = - ]; then "$@" > "$so" 2>&1 & else "$@" > "$so" 2> "$se" & fi
   started=$!
   LIB_PIDS+=("$started")
+}
+
+# wait_pid PID: wait for a process start_bg started to end by itself; drop it from the cleanup
+# list (a reaped PID may be reused, so cleanup must not signal it). Returns its exit status.
+wait_pid() {
+  local pid=$1 rc=0 i keep=()
+  for i in "${LIB_PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
+  LIB_PIDS=("${keep[@]}")
+  wait "$pid" 2>/dev/null || rc=$?
+  return "$rc"
 }
 
 # stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL; reap it and drop it from the cleanup
 # list. Returns the process's exit status (restart.sh records it).
 stop_pid() {
-  local pid=$1 rc=0 i keep=()
-  for i in "${LIB_PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
-  LIB_PIDS=("${keep[@]}")
+  local pid=$1 i
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for i in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -87,8 +100,7 @@ stop_pid() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
-  wait "$pid" 2>/dev/null || rc=$?
-  return "$rc"
+  wait_pid "$pid"
 }
 
 stop_server() {
@@ -134,7 +146,8 @@ nginx_conf() {
     echo "$user"
     echo "daemon off;"
     echo "worker_processes $workers;"
-    echo "worker_rlimit_nofile $((conns * 2 + 100));"
+    # Above nginx's usual 1024 descriptors, let each worker raise its own limit to match.
+    [ "$conns" -gt 1024 ] && echo "worker_rlimit_nofile $conns;"
     echo "pid $dir/nginx.pid;"
     echo "error_log $dir/error.log warn;"
     echo "events { worker_connections $conns; }"
