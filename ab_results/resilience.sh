@@ -15,54 +15,23 @@
 #        SUMMARY_ONLY=1 ab_results/resilience.sh   (rewrite the table from the raw files)
 # Needs: apt-get install nginx-light wrk slowhttptest curl. Loopback only, bounded in time.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-for tool in nginx wrk slowhttptest curl; do
-  command -v "$tool" >/dev/null || { echo "$tool not found: apt-get install nginx-light wrk slowhttptest curl" >&2; exit 1; }
-done
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+lib_init
+need nginx wrk slowhttptest curl -- "apt-get install nginx-light wrk slowhttptest curl"
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge 20000 ] || echo "note: open-file limit $(ulimit -n) < 20000; wrk -c10000 may be cut short" >&2
-cargo build --release --quiet
-BIN=target/release/httpd
-OUT=ab_results/raw
-mkdir -p "$OUT"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || commit="$commit+uncommitted"
-tmp=$(mktemp -d)
-server_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  server_pid=
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
+build_httpd
 
-start_httpd() {
-  : > "$tmp/stdout"
-  "$BIN" -r docroot -w 8 -a 127.0.0.1 -p 0 -l "$tmp/httpd-access.log" > "$tmp/stdout" 2> "$tmp/httpd-stderr" &
-  server_pid=$!
-  for _ in $(seq 100); do grep -q '^listening on' "$tmp/stdout" && break; sleep 0.1; done
-  port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/stdout")
+start_httpd_w8() {
+  start_httpd -r docroot -w 8 -a 127.0.0.1 -p 0 -l "$tmp/httpd-access.log"
 }
 
-start_nginx() {
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  cat > "$tmp/nginx.conf" <<EOF
-worker_processes auto;
-worker_rlimit_nofile 20000;
-pid $tmp/nginx.pid;
-error_log $tmp/nginx-error.log warn;
-events { worker_connections 20000; }
-http {
-  access_log $tmp/nginx-access.log;
-  sendfile on;
-  keepalive_timeout 5s;
-  client_header_timeout 10s;
-  types { text/html html; text/css css; }
-  server { listen 127.0.0.1:$port; root $PWD/docroot; }
-}
-EOF
-  nginx -e "$tmp/nginx-error.log" -c "$tmp/nginx.conf" -g 'daemon off;' &
-  server_pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/index.html" && break; sleep 0.1; done
+start_nginx_20k() {
+  port=$(free_port)
+  nginx_conf "$tmp/nginx" "$port" "$PWD/docroot" auto 20000 \
+    "access_log $tmp/nginx-access.log;" "sendfile on;" "keepalive_timeout 5s;" "client_header_timeout 10s;"
+  start_nginx "$tmp/nginx" "$port" /index.html
 }
 
 header() {
@@ -83,19 +52,20 @@ probe() {
 
 for server in nginx httpd; do
   [ -z "${SUMMARY_ONLY:-}" ] || break
-  "start_$server"
+  starter=start_nginx_20k; [ "$server" = httpd ] && starter=start_httpd_w8
+  "$starter"
   wrk_cmd="wrk -t2 -c10000 -d15s --timeout 5s --latency http://127.0.0.1:$port/index.html"
   { header "$server" "$wrk_cmd"; $wrk_cmd 2>&1 || true; } > "$OUT/resilience-$server-wrk-c10000.txt"
   echo "$server wrk: $(grep -E 'Requests/sec' "$OUT/resilience-$server-wrk-c10000.txt")"
   stop_server
   sleep 2
 
-  "start_$server"
+  "$starter"
   slow_cmd="slowhttptest -H -c 1000 -r 200 -i 10 -l 30 -p 3 -s 8192 -t GET -u http://127.0.0.1:$port/index.html"
-  probe "$port" 32 > "$tmp/probe.txt" &
-  probe_pid=$!
+  start_bg "$tmp/probe.txt" /dev/null probe "$port" 32
+  probe_pid=$started
   { header "$server" "$slow_cmd"; $slow_cmd 2>&1 | tr '\r' '\n' | sed 's/\x1b\[[0-9;]*[A-Za-z]//g' | grep -v '^\s*$' || true; } > "$OUT/resilience-$server-slowhttptest.txt"
-  wait "$probe_pid" || true
+  wait_pid "$probe_pid" || true
   {
     echo
     echo "# probe: GET /index.html on a new connection every 0.5 s during the attack (code seconds)"

@@ -9,48 +9,36 @@
 # Raw output: ab_results/raw/restart-{close,keepalive}.txt. About 2 minutes.
 # Usage: ab_results/restart.sh     Needs: ab (apache2-utils). Loopback only, bounded by -n.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-command -v ab >/dev/null || { echo "ab not found: apt-get install apache2-utils" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/httpd
-OUT=ab_results/raw
-mkdir -p "$OUT"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || commit="$commit+uncommitted"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-tmp=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+lib_init
+need ab -- "apt-get install apache2-utils"
+build_httpd
+port=$(free_port)
 
 start() { # sets $started: the pid of a new httpd on $port, once it listens
-  : > "$tmp/stdout.$1"
-  "$BIN" -r docroot -w 4 -a 127.0.0.1 -p "$port" -l /dev/null > "$tmp/stdout.$1" 2>> "$tmp/stderr" &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 100); do grep -q '^listening on' "$tmp/stdout.$1" && break; sleep 0.05; done
-  started=$pid
+  start_httpd -r docroot -w 4 -a 127.0.0.1 -p "$port" -l /dev/null
 }
 
 run() { # kind ab-flags requests cycles
   local kind=$1 flags=$2 n=$3 cycles=$4 file="$OUT/restart-$1.txt" old new exits=""
   start 0; old=$started
   local client="ab -r $flags -c 50 -n $n http://127.0.0.1:$port/index.html"
-  $client > "$tmp/ab.txt" 2>&1 &
-  local ab_pid=$!
+  start_bg "$tmp/ab.txt" - $client
+  local ab_pid=$started
   sleep 0.5
   for i in $(seq "$cycles"); do
     start "$i"; new=$started
     sleep 0.3
-    kill -TERM "$old"
-    if wait "$old"; then exits="$exits 0"; else exits="$exits $?"; fi
+    if stop_pid "$old"; then exits="$exits 0"; else exits="$exits $?"; fi
     old=$new
     sleep 0.3
   done
-  wait "$ab_pid" || true
-  kill -TERM "$old"; wait "$old" || true
+  wait_pid "$ab_pid" || true
+  stop_pid "$old" || true
   {
     echo "# commit:  $commit   date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')   kernel: $(uname -r)"
-    echo "# server:  $BIN -r docroot -w 4 -a 127.0.0.1 -p $port -l /dev/null, restarted $cycles times"
+    echo "# server:  target/release/httpd -r docroot -w 4 -a 127.0.0.1 -p $port -l /dev/null, restarted $cycles times"
     echo "#          (start the new one, 0.3 s, SIGTERM the old one, wait for its exit, 0.3 s)"
     echo "# old instances' exit statuses:$exits"
     echo "# client:  $client"

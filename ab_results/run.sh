@@ -6,7 +6,7 @@
 #   ab -c 100 -n 50000 http://127.0.0.1:PORT/index.html      (a new connection per request)
 #   ab -k -c 100 -n 50000 http://127.0.0.1:PORT/index.html   (HTTP/1.0 keep-alive)
 # saves each raw ab output unedited under a header (commit, command lines, machine), stops the
-# server with SIGTERM, and rewrites README.md here with a summary table. Besides req/s it
+# server with SIGTERM, and rewrites baseline.md here with a summary table. Besides req/s it
 # records the server's own CPU time per request (utime+stime from /proc), which is steadier
 # than req/s on a shared 2-core box and is what tells the dispatch modes apart.
 #
@@ -14,48 +14,31 @@
 #        MODES="direct poll" WORKERS="8" N=20000 ab_results/run.sh
 # Needs: ab (Debian: apt-get install apache2-utils). Loopback only; bounded by -n and ab -t.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
 WORKERS=${WORKERS:-"1 2 4 8 16"}
 N=${N:-50000}
 C=${C:-100}
 # How new connections reach the workers (see README: connection lifecycle).
 MODES=${MODES:-"direct defer poll"}
-OUT=ab_results/raw
 
-command -v ab >/dev/null || { echo "ab not found: apt-get install apache2-utils" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/httpd
-
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || commit="$commit+uncommitted"
-machine="nproc=$(nproc) kernel=$(uname -r) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\""
+lib_init
+need ab -- "apt-get install apache2-utils"
+build_httpd
 ab_version=$(ab -V | head -1)
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-mkdir -p "$OUT"
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for MODE in $MODES; do
 for w in $WORKERS; do
-  : > "$tmp/stdout"
-  "$BIN" -r docroot -w "$w" -a 127.0.0.1 -p 0 --dispatch "$MODE" -l "$tmp/access.log" > "$tmp/stdout" 2> "$tmp/stderr" &
-  server_pid=$!
-  for _ in $(seq 100); do grep -q '^listening on' "$tmp/stdout" && break; sleep 0.1; done
-  port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/stdout")
-  [ -n "$port" ] || { echo "server did not start:" >&2; cat "$tmp/stderr" >&2; exit 1; }
+  start_httpd -r docroot -w "$w" -a 127.0.0.1 -p 0 --dispatch "$MODE" -l "$tmp/access.log"
   for kind in close keepalive; do
     flag=""; [ "$kind" = keepalive ] && flag="-k "
-    client="ab ${flag}-c $C -n $N -t 120 -s 10 http://127.0.0.1:$port/index.html"
+    # -t before -n: ab's -t resets the request count to 50000, so "-n N -t T" ignores N.
+    client="ab ${flag}-c $C -t 120 -n $N -s 10 http://127.0.0.1:$port/index.html"
     file="$OUT/$MODE-w$w-$kind.txt"
     {
       echo "# commit:  $commit"
-      echo "# server:  $BIN -r docroot -w $w -a 127.0.0.1 -p $port --dispatch $MODE -l ACCESS_LOG_TMPFILE"
+      echo "# server:  target/release/httpd -r docroot -w $w -a 127.0.0.1 -p $port --dispatch $MODE -l ACCESS_LOG_TMPFILE"
       echo "# client:  $client"
       echo "# machine: $machine"
       echo "# ab:      $ab_version"
@@ -70,7 +53,7 @@ for w in $WORKERS; do
     } > "$file"
     echo "w=$w $kind: $(grep -E '^Requests per second' "$file" || echo FAILED)"
   done
-  kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=
+  stop_server
   rm -f "$tmp/access.log"
 done
 done
@@ -102,5 +85,5 @@ field() { sed -n "s/^$2: *\([0-9.]*\).*/\1/p" "$1" | head -1; }
     echo "| $MODE | $w | $(field "$c" 'Requests per second') | $(field "$c" 'Failed requests') | $(us "$c") | $(field "$k" 'Requests per second') | $(field "$k" 'Failed requests') | $(field "$k" 'Keep-Alive requests') | $(us "$k") | $p50 / $p99 |"
   done
   done
-} > ab_results/README.md
-echo "wrote ab_results/README.md"
+} > ab_results/baseline.md
+echo "wrote ab_results/baseline.md"

@@ -21,32 +21,13 @@ set -euo pipefail
 label=${1:-}
 [[ "$label" =~ ^[a-z0-9_-]+$ && "$label" != nginx ]] || { echo "usage: $0 LABEL (e.g. before, after)" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here/../.."
 ONLY=${ONLY:-a b c d e}
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
-cargo build --release --quiet
-BIN=$PWD/target/release/httpd
-OUT=$PWD/ab_results/raw
-mkdir -p "$OUT"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || commit="$commit+uncommitted"
-
-tmp=$(mktemp -d)
-chmod 755 "$tmp"   # nginx workers (user nobody) must read the docroot
-server_pid=
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$server_pid" 2>/dev/null; then
-    echo "  (pid $server_pid still up 15 s after SIGTERM: SIGKILL)" >&2
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=
-}
-trap 'stop_server; rm -rf "$tmp"' EXIT
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+lib_init
+build_httpd
 
 docroot=$tmp/docroot outside=$tmp/outside
 mkdir -p "$docroot" "$outside"
@@ -55,42 +36,16 @@ head -c 10485760 /dev/urandom > "$docroot/10m.bin"
 echo "small file for the probe" > "$docroot/small.txt"
 chmod -R a+rX "$docroot" "$outside"
 
-start_httpd() { # extra flags...
-  : > "$tmp/stdout"; : > "$tmp/httpd-access.log"
-  "$BIN" -r "$docroot" -w 8 -p 0 -l "$tmp/httpd-access.log" "$@" > "$tmp/stdout" 2> "$tmp/httpd-stderr" &
-  server_pid=$!
-  for _ in $(seq 100); do grep -q '^listening on' "$tmp/stdout" && break; sleep 0.1; done
-  port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$tmp/stdout")
-  [ -n "$port" ] || { echo "httpd did not start:" >&2; cat "$tmp/httpd-stderr" >&2; exit 1; }
+start_httpd_here() { # extra flags...
+  : > "$tmp/httpd-access.log"
+  start_httpd -r "$docroot" -w 8 -p 0 -l "$tmp/httpd-access.log" "$@"
   server_cmd="target/release/httpd -r DOCROOT -w 8 -p 0 -l ACCESSLOG $*"
 }
 
-start_nginx() { # extra http-level directives
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir -p "$tmp/nginx"
-  cat > "$tmp/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes 1;
-error_log stderr;
-pid $tmp/nginx/nginx.pid;
-events {}
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path $tmp/nginx/client_body;
-  proxy_temp_path $tmp/nginx/proxy;
-  fastcgi_temp_path $tmp/nginx/fastcgi;
-  uwsgi_temp_path $tmp/nginx/uwsgi;
-  scgi_temp_path $tmp/nginx/scgi;
-  ${1:-}
-  server { listen 127.0.0.1:$port; root $docroot; }
-}
-EOF
-  nginx -p "$tmp/nginx" -e stderr -c "$tmp/nginx/nginx.conf" 2> "$tmp/nginx-stderr" &
-  server_pid=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/small.txt" && break; sleep 0.1; done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/small.txt" || { echo "nginx did not start:" >&2; cat "$tmp/nginx-stderr" >&2; exit 1; }
+start_nginx_here() { # extra http-level directives
+  port=$(free_port)
+  nginx_conf "$tmp/nginx" "$port" "$docroot" 1 512 "access_log off;" "sendfile on;" ${1:+"$1"}
+  start_nginx "$tmp/nginx" "$port" /small.txt
   server_cmd="nginx $(nginx -v 2>&1 | sed 's/.*\///'): worker_processes 1; sendfile on; access_log off; ${1:-defaults otherwise}"
 }
 
@@ -136,9 +91,9 @@ run_all() { # who start-fn
   fi
 }
 
-run_all "$label" start_httpd
+run_all "$label" start_httpd_here
 if [ -z "${SKIP_NGINX:-}" ]; then
-  if command -v nginx >/dev/null; then run_all nginx start_nginx
+  if command -v nginx >/dev/null; then run_all nginx start_nginx_here
   else echo "nginx not installed (apt-get install nginx-light): skipping the nginx comparison" >&2; fi
 fi
 
