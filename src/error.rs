@@ -10,81 +10,67 @@ use std::path::Path;
 use crate::response::{Body, Response};
 use crate::status;
 
-/// Everything that can go wrong while handling one request, as the client will see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpError {
+/// Declares [`HttpError`] from one list, so that its variants, [`HttpError::ALL`] and
+/// [`HttpError::status`] cannot disagree: adding an error is one line here and one row in
+/// [`status::TABLE`] (whose tests walk `ALL`).
+macro_rules! http_errors {
+    ($( $(#[$doc:meta])* $variant:ident $(($field:ty = $sample:expr))? => $code:literal, )*) => {
+        /// Everything that can go wrong while handling one request, as the client will see it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum HttpError {
+            $( $(#[$doc])* $variant $(($field))?, )*
+        }
+
+        impl HttpError {
+            /// Every variant (with a sample field), for the tests that walk them and for
+            /// loading a page per status.
+            pub const ALL: &'static [HttpError] = &[ $( HttpError::$variant $(($sample))?, )* ];
+
+            /// The status code for this error: the only place errors become numbers.
+            /// Everything else about the status is in [`status::TABLE`].
+            pub fn status(self) -> u16 {
+                match self {
+                    $( HttpError::$variant { .. } => $code, )*
+                }
+            }
+        }
+    };
+}
+
+http_errors! {
     /// Malformed request line, header, framing or path. The text is for the debug log only.
-    BadRequest(&'static str),
+    BadRequest(&'static str = "") => 400,
     /// The file exists but may not be served (not a regular file, no permission).
-    Forbidden,
+    Forbidden => 403,
     /// No such file, or a path we refuse to reveal (dotfiles, symlinks leaving the root, a
     /// directory without an index when listing is off).
-    NotFound,
+    NotFound => 404,
     /// Anything but GET and HEAD.
-    MethodNotAllowed,
+    MethodNotAllowed => 405,
     /// No representation the client accepts (e.g. `Accept-Encoding: identity;q=0` and no
     /// precompressed variant).
-    NotAcceptable,
+    NotAcceptable => 406,
     /// The request head did not arrive in time.
-    RequestTimeout,
+    RequestTimeout => 408,
     /// If-Match or If-Unmodified-Since failed (RFC 9110 §13.1).
-    PreconditionFailed,
-    /// A Range with nothing satisfiable (the reply needs `Content-Range: bytes */LEN`).
-    RangeNotSatisfiable,
+    PreconditionFailed => 412,
     /// The request target is longer than [`crate::request::MAX_TARGET`].
-    UriTooLong,
+    UriTooLong => 414,
+    /// A Range with nothing satisfiable (the reply needs `Content-Range: bytes */LEN`).
+    RangeNotSatisfiable => 416,
     /// The head is longer than [`crate::request::MAX_HEAD`] or has too many fields.
-    HeaderTooLarge,
-    /// A transfer coding we do not implement (RFC 9112 §6.1).
-    NotImplemented,
-    /// The server is out of a resource (file descriptors) for now.
-    Unavailable,
-    /// An HTTP version other than 1.0 and 1.1.
-    VersionNotSupported,
+    HeaderTooLarge => 431,
     /// The filesystem failed in a way the client did not cause.
-    Internal,
+    Internal => 500,
+    /// A transfer coding we do not implement (RFC 9112 §6.1).
+    NotImplemented => 501,
+    /// The server is out of a resource (file descriptors) for now.
+    Unavailable => 503,
+    /// An HTTP version other than 1.0 and 1.1.
+    VersionNotSupported => 505,
 }
 
 impl HttpError {
-    /// Every variant, for the tests that walk them and for loading a page per status.
-    pub const ALL: [HttpError; 14] = [
-        HttpError::BadRequest(""),
-        HttpError::Forbidden,
-        HttpError::NotFound,
-        HttpError::MethodNotAllowed,
-        HttpError::NotAcceptable,
-        HttpError::RequestTimeout,
-        HttpError::PreconditionFailed,
-        HttpError::UriTooLong,
-        HttpError::RangeNotSatisfiable,
-        HttpError::HeaderTooLarge,
-        HttpError::Internal,
-        HttpError::NotImplemented,
-        HttpError::Unavailable,
-        HttpError::VersionNotSupported,
-    ];
-
-    /// The status code for this error: the only place errors become numbers. Everything
-    /// else about the status is in [`status::TABLE`].
-    pub fn status(self) -> u16 {
-        match self {
-            HttpError::BadRequest(_) => 400,
-            HttpError::Forbidden => 403,
-            HttpError::NotFound => 404,
-            HttpError::MethodNotAllowed => 405,
-            HttpError::NotAcceptable => 406,
-            HttpError::RequestTimeout => 408,
-            HttpError::PreconditionFailed => 412,
-            HttpError::UriTooLong => 414,
-            HttpError::RangeNotSatisfiable => 416,
-            HttpError::HeaderTooLarge => 431,
-            HttpError::Internal => 500,
-            HttpError::NotImplemented => 501,
-            HttpError::Unavailable => 503,
-            HttpError::VersionNotSupported => 505,
-        }
-    }
-
     /// Whether the connection must close after this reply (the table says why).
     pub fn closes_connection(self) -> bool {
         status::closes(self.status())
@@ -122,7 +108,7 @@ impl ErrorPages {
                         dir.display()
                     ));
                 }
-                (dir, &HttpError::ALL.map(HttpError::status))
+                (dir, &HttpError::ALL.iter().map(|e| e.status()).collect::<Vec<_>>())
             }
             None => (root, &[404]),
         };
