@@ -159,6 +159,14 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The settings `httpd ARGS...` runs with, through the same parse and conversion as the
+    /// binary: how tests and fuzz fixtures get a [`Site`] without spelling one out, so a new
+    /// setting never touches them. A parse error or `--help` comes back as its text.
+    pub fn from_command_line(args: &[&str]) -> Result<Config, String> {
+        let args = Args::from_args(&["httpd"], args).map_err(|exit| exit.output)?;
+        Config::from_args(args).map_err(|err| err.0)
+    }
+
     /// The one conversion from flags to settings: checks every value (the first problem
     /// found is the one reported), canonicalises the document root and opens it
     /// (probing, once, how paths will be resolved beneath it), and reads the error pages.

@@ -108,7 +108,13 @@ impl ErrorPages {
                         dir.display()
                     ));
                 }
-                (dir, &HttpError::ALL.iter().map(|e| e.status()).collect::<Vec<_>>())
+                (
+                    dir,
+                    &HttpError::ALL
+                        .iter()
+                        .map(|e| e.status())
+                        .collect::<Vec<_>>(),
+                )
             }
             None => (root, &[404]),
         };

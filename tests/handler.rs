@@ -12,25 +12,25 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TempDir;
-use httpd::internals::error::ErrorPages;
-use httpd::internals::files::Root;
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
 use httpd::internals::response::{http_date, Body, Response};
+use httpd::Config;
 
 /// The contents of `hello.txt`: 13 bytes.
 const HELLO: &[u8] = b"hello, world\n";
 
-/// The site's handler settings. The one place these tests build a `Site`, so a change in how
-/// one is built is a change here only.
+/// The site's handler settings, built from a command line exactly as the binary builds them:
+/// `-r ROOT`, plus `--list` and `--health PATH` when asked for.
 fn site(root: &Path, list: bool, health: Option<&str>) -> Site {
-    Site {
-        root: Root::open(root).expect("open the root"),
-        list,
-        health: health.map(str::to_string),
-        cache_control: None,
-        pages: ErrorPages::load(None, root).expect("error pages"),
+    let mut args = vec!["-r", root.to_str().expect("a UTF-8 temporary path")];
+    if list {
+        args.push("--list");
     }
+    if let Some(path) = health {
+        args.extend(["--health", path]);
+    }
+    Config::from_command_line(&args).expect("settings").site
 }
 
 /// The fixture root: files with variants, a directory with an index and one without, hidden

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use httpd::internals::error::ErrorPages;
-use httpd::internals::files::Root;
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
 use httpd::internals::response::http_date;
+use httpd::Config;
 use libfuzzer_sys::fuzz_target;
 
 /// The fuzzing root (made once per process under the temp dir; the fuzzer exits by itself
@@ -58,12 +57,20 @@ fn sites() -> &'static [Site; 2] {
     static SITES: OnceLock<[Site; 2]> = OnceLock::new();
     SITES.get_or_init(|| {
         let root: &Path = root_path();
-        let site = |list: bool| Site {
-            root: Root::open(root).unwrap(),
-            list,
-            health: Some("/healthz".to_string()),
-            cache_control: Some("max-age=60".to_string()),
-            pages: ErrorPages::load(None, root).unwrap(),
+        let root = root.to_str().unwrap();
+        let site = |list: bool| {
+            let mut args = vec![
+                "-r",
+                root,
+                "--health",
+                "/healthz",
+                "--cache-control",
+                "max-age=60",
+            ];
+            if list {
+                args.push("--list");
+            }
+            Config::from_command_line(&args).unwrap().site
         };
         [site(false), site(true)]
     })
