@@ -137,7 +137,7 @@ impl<'a> Acceptor<'a> {
             parker,
             to_workers,
             ctx,
-            scratch: Scratch::default(),
+            scratch: Scratch::new(&ctx.log),
         }
     }
 
@@ -179,6 +179,8 @@ impl<'a> Acceptor<'a> {
                 (a, b) => a.or(b),
             };
             let timeout = wake.map(|until| until.saturating_duration_since(Instant::now()));
+            // The 503 lines of this round go out before the loop waits, as a worker's do.
+            self.scratch.flush_log();
             if let Err(err) = stop.accept_set.wait(&mut events, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;

@@ -40,7 +40,7 @@ pub struct Args {
     /// seconds a connection may wait idle for its next request (default: 5)
     #[argh(option, short = 't', default = "5")]
     pub timeout: u64,
-    /// access log file, appended to (default: stderr)
+    /// access log file, appended to, or off (default: stderr)
     #[argh(option, short = 'l')]
     pub log: Option<PathBuf>,
     /// seconds a reply may wait for a client that takes none of it before the connection is
@@ -111,6 +111,27 @@ impl Dispatch {
     }
 }
 
+/// Where the access log goes (`-l`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTo {
+    /// No `-l`: the server's stderr.
+    Stderr,
+    /// `-l FILE`: appended to FILE (`-l ./off` for a file named `off`).
+    File(PathBuf),
+    /// `-l off`: no access log (nginx's `access_log off`).
+    Off,
+}
+
+impl LogTo {
+    fn from_flag(flag: Option<PathBuf>) -> LogTo {
+        match flag {
+            None => LogTo::Stderr,
+            Some(path) if path.as_os_str() == "off" => LogTo::Off,
+            Some(path) => LogTo::File(path),
+        }
+    }
+}
+
 /// How long a connection may wait for its client before it is given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
@@ -140,8 +161,8 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// How new connections reach the workers (`--dispatch`).
     pub dispatch: Dispatch,
-    /// Access log file; `None` logs to stderr.
-    pub access_log: Option<PathBuf>,
+    /// Where the access log goes (`-l`).
+    pub access_log: LogTo,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
 }
@@ -206,7 +227,7 @@ impl Config {
             },
             max_connections: args.max_connections,
             dispatch,
-            access_log: args.log,
+            access_log: LogTo::from_flag(args.log),
             grace: Duration::from_secs(args.grace),
         })
     }
@@ -301,7 +322,7 @@ mod tests {
         assert_eq!(config.grace, Duration::from_secs(30));
         assert_eq!(config.max_connections, None);
         assert_eq!(config.dispatch, Dispatch::Direct);
-        assert_eq!(config.access_log, None);
+        assert_eq!(config.access_log, LogTo::Stderr);
         assert!(!config.site.list);
         assert_eq!(config.site.health, None);
         assert_eq!(config.site.cache_control, None);
@@ -317,6 +338,7 @@ mod tests {
             "(default: 10)",
             "(default: 100)",
             "(default: direct)",
+            "(default: stderr)",
         ] {
             assert!(help.contains(said), "{said} missing from {help}");
         }
@@ -368,7 +390,7 @@ mod tests {
         assert_eq!(config.grace, Duration::ZERO);
         assert_eq!(config.max_connections, Some(9));
         assert_eq!(config.dispatch, Dispatch::Poll);
-        assert_eq!(config.access_log, Some(PathBuf::from("access.log")));
+        assert_eq!(config.access_log, LogTo::File(PathBuf::from("access.log")));
         assert!(config.site.list);
         assert_eq!(config.site.health.as_deref(), Some("/healthz"));
         assert_eq!(
@@ -376,6 +398,13 @@ mod tests {
             Some("public, max-age=60")
         );
         assert_eq!(parse(&["-a", "::1"]).unwrap().addr.ip().to_string(), "::1");
+        for off in [&["-l", "off"][..], &["--log", "off"]] {
+            assert_eq!(parse(off).unwrap().access_log, LogTo::Off, "{off:?}");
+        }
+        assert_eq!(
+            parse(&["-l", "./off"]).unwrap().access_log,
+            LogTo::File(PathBuf::from("./off"))
+        );
     }
 
     #[test]

@@ -10,13 +10,13 @@ mod reply;
 mod write;
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{AccessLog, LogBuf};
 use crate::config::Deadlines;
 use crate::error::HttpError;
 use crate::handler::Site;
@@ -201,6 +201,7 @@ pub enum Next {
 /// What every connection turn may use.
 pub struct Context {
     pub site: Site,
+    /// Where each thread's log buffer ([`Scratch::new`]) writes its lines.
     pub log: AccessLog,
     pub deadlines: Deadlines,
     /// Set on shutdown: finish the reply in hand, then close.
@@ -210,26 +211,60 @@ pub struct Context {
     pub parked_files: Arc<AtomicUsize>,
 }
 
-/// A worker's reusable buffers and clock.
-#[derive(Default)]
+/// A worker's reusable buffers, clock and access-log buffer (the accept loop has one too, for
+/// its 503s).
 pub struct Scratch {
     input: Vec<u8>,
     output: Vec<u8>,
+    rec: Recorder,
+}
+
+/// What dates a reply and logs it: the thread's clock and its access-log buffer.
+struct Recorder {
     clock: Clock,
+    log: LogBuf,
 }
 
 impl Scratch {
-    /// The buffers for a new turn: the input emptied, the output buffer and clock as left.
-    fn fresh(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Clock) {
+    /// Buffers for one thread, its log lines gathered for `log`.
+    pub fn new(log: &AccessLog) -> Scratch {
+        Scratch {
+            input: Vec::new(),
+            output: Vec::new(),
+            rec: Recorder {
+                clock: Clock::default(),
+                log: log.buffer(),
+            },
+        }
+    }
+
+    /// Writes out the access-log lines gathered so far: the thread is about to wait (for
+    /// work, for connections), and a quiet server's log must be complete. Lines left are
+    /// written when the `Scratch` is dropped, too.
+    pub fn flush_log(&mut self) {
+        self.rec.log.flush();
+    }
+
+    /// The buffers for a new turn: the input emptied, the output buffer and recorder as left.
+    fn fresh(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>, &mut Recorder) {
         self.input.clear();
-        (&mut self.input, &mut self.output, &mut self.clock)
+        (&mut self.input, &mut self.output, &mut self.rec)
+    }
+}
+
+impl Recorder {
+    /// Logs the reply `out`, ended (completed or cut off), to the thread's buffer.
+    fn record(&mut self, client: IpAddr, out: &Outgoing) {
+        if self.log.is_on() {
+            out.record(client, &mut self.log, &mut self.clock);
+        }
     }
 }
 
 /// Serves `conn` for as long as it has work the socket allows: first the rest of a parked
 /// reply, then every request already buffered or readable without waiting.
 pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
-    let (input, output, clock) = scratch.fresh();
+    let (input, output, rec) = scratch.fresh();
     let mut budget = WRITE_TURN;
     if let Some(out) = conn.outgoing.take() {
         if conn.expired {
@@ -245,14 +280,14 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 conn.peer,
                 out.sent()
             );
-            out.record(conn.peer.ip(), &ctx.log, clock);
+            rec.record(conn.peer.ip(), &out);
             // Reset, not FIN: a FIN would queue behind the megabytes the client refuses, and
             // the orphaned socket would hold them for as long as the client keeps it open
             // (nginx's `reset_timedout_connection`).
             let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
             return Next::Close;
         }
-        conn = match finish(conn, out, ctx, input, output, clock, &mut budget) {
+        conn = match finish(conn, out, ctx, input, output, rec, &mut budget) {
             Ok(conn) => conn,
             Err(next) => return next,
         };
@@ -263,8 +298,8 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         conn.expired = false;
         let line = request::request_line(input).to_vec();
         input.clear();
-        let out = error_reply(ctx, output, clock, HttpError::RequestTimeout, line);
-        return end(finish(conn, out, ctx, input, output, clock, &mut budget));
+        let out = error_reply(ctx, output, &mut rec.clock, HttpError::RequestTimeout, line);
+        return end(finish(conn, out, ctx, input, output, rec, &mut budget));
     }
 
     let mut served = 0;
@@ -273,9 +308,17 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Ok(Parsed::Complete(request, head_len)) => {
                 conn.head_started = None;
                 conn.served = conn.served.saturating_add(1);
-                let (out, used) = answer(conn.peer, ctx, output, clock, request, input, head_len);
+                let (out, used) = answer(
+                    conn.peer,
+                    ctx,
+                    output,
+                    &mut rec.clock,
+                    request,
+                    input,
+                    head_len,
+                );
                 input.drain(..used);
-                conn = match finish(conn, out, ctx, input, output, clock, &mut budget) {
+                conn = match finish(conn, out, ctx, input, output, rec, &mut budget) {
                     Ok(conn) => conn,
                     Err(next) => return next,
                 };
@@ -303,8 +346,8 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Err(err) => {
                 let line = request::request_line(input).to_vec();
                 input.clear();
-                let out = error_reply(ctx, output, clock, err, line);
-                return end(finish(conn, out, ctx, input, output, clock, &mut budget));
+                let out = error_reply(ctx, output, &mut rec.clock, err, line);
+                return end(finish(conn, out, ctx, input, output, rec, &mut budget));
             }
         }
         match sys::recv_nonblocking(conn.stream.as_fd(), input) {
@@ -316,8 +359,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                     // enough to expire it.
                     let line = request::request_line(input).to_vec();
                     input.clear();
-                    let out = error_reply(ctx, output, clock, HttpError::RequestTimeout, line);
-                    return end(finish(conn, out, ctx, input, output, clock, &mut budget));
+                    let out =
+                        error_reply(ctx, output, &mut rec.clock, HttpError::RequestTimeout, line);
+                    return end(finish(conn, out, ctx, input, output, rec, &mut budget));
                 }
                 conn.pending.append(input);
                 return Next::Park(conn);
@@ -358,14 +402,14 @@ fn finish(
     ctx: &Context,
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
-    clock: &mut Clock,
+    rec: &mut Recorder,
     budget: &mut u64,
 ) -> Result<Conn, Next> {
     let attempt = Instant::now();
     match out.send(&conn.stream, budget) {
         Ok(Pumped::Done) => {
             conn.idle_since = attempt;
-            out.record(conn.peer.ip(), &ctx.log, clock);
+            rec.record(conn.peer.ip(), &out);
             out.give_back_buffer(output);
             match out.after {
                 After::KeepAlive => Ok(conn),
@@ -388,7 +432,7 @@ fn finish(
         }
         Err(err) => {
             log_write_error(conn.peer, &err);
-            out.record(conn.peer.ip(), &ctx.log, clock);
+            rec.record(conn.peer.ip(), &out);
             Err(Next::Close)
         }
     }
@@ -405,15 +449,15 @@ pub fn refuse(
     scratch: &mut Scratch,
     slot: Option<Slot>,
 ) -> Option<Conn> {
-    let (input, output, clock) = scratch.fresh();
+    let (input, output, rec) = scratch.fresh();
     let _ = stream.set_nonblocking(true);
     let _ = sys::recv_nonblocking(stream.as_fd(), input);
     let line = request::request_line(input).to_vec();
-    let mut out = error_reply(ctx, output, clock, HttpError::Unavailable, line);
+    let mut out = error_reply(ctx, output, &mut rec.clock, HttpError::Unavailable, line);
     // What an empty send buffer takes at once (all of a built-in page); the accept loop never
     // waits, so a huge custom page may be cut short. The log says what went.
     let _ = out.send(&stream, &mut 0);
-    out.record(peer.ip(), &ctx.log, clock);
+    rec.record(peer.ip(), &out);
     out.give_back_buffer(output);
     let slot = slot?;
     let _ = stream.shutdown(Shutdown::Write);
@@ -422,14 +466,14 @@ pub fn refuse(
 
 /// Closes a connection the server can no longer hold (the poller has stopped at the end of
 /// the grace period): a reply in progress is logged with the bytes that went out.
-pub fn abandon(conn: Conn, ctx: &Context, scratch: &mut Scratch) {
+pub fn abandon(conn: Conn, scratch: &mut Scratch) {
     if let Some(out) = &conn.outgoing {
         log::info!(
             "{}: grace period over after {} bytes of the reply; closing",
             conn.peer,
             out.sent()
         );
-        out.record(conn.peer.ip(), &ctx.log, &mut scratch.clock);
+        scratch.rec.record(conn.peer.ip(), out);
     }
 }
 

@@ -1,6 +1,7 @@
 //! A fixed pool of worker threads draining one bounded channel. Knows nothing of HTTP: a job
-//! is any `J`, handled with per-worker state `S`. A panicking job is caught and logged; the
-//! pool never shrinks. May use: panics, crossbeam-channel, std.
+//! is any `J`, handled with per-worker state `S`, which may be told when its worker is about
+//! to wait for work. A panicking job is caught and logged; the pool never shrinks.
+//! May use: panics, crossbeam-channel, std.
 
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
 
 use crate::panics;
 
@@ -39,16 +40,36 @@ impl<J> Submitter<J> {
 
 impl<J: Send + 'static> Pool<J> {
     /// Starts `size` workers sharing a queue of `queue` jobs. Each worker builds its own state
-    /// with `init` (again after a panic) and runs `handle` for every job it takes.
+    /// with `init` (again after a panic) and runs `handle` for every job it takes. (The
+    /// server needs [`Pool::with_idle`]; this is for tests.)
+    #[cfg(test)]
     pub fn new<S, I, H>(size: usize, queue: usize, init: I, handle: H) -> io::Result<Pool<J>>
     where
         I: Fn() -> S + Send + Sync + 'static,
         H: Fn(&mut S, J) + Send + Sync + 'static,
     {
+        Pool::with_idle(size, queue, init, handle, |_: &mut S| {})
+    }
+
+    /// As [`Pool::new`], and each worker runs `idle` on its state whenever it finds the queue
+    /// empty, just before it waits for the next job (and once before it stops, by dropping
+    /// the state): the moment to put out what the state has gathered.
+    pub fn with_idle<S, I, H, W>(
+        size: usize,
+        queue: usize,
+        init: I,
+        handle: H,
+        idle: W,
+    ) -> io::Result<Pool<J>>
+    where
+        I: Fn() -> S + Send + Sync + 'static,
+        H: Fn(&mut S, J) + Send + Sync + 'static,
+        W: Fn(&mut S) + Send + Sync + 'static,
+    {
         assert!(size > 0, "a pool needs at least one worker");
         let (sender, receiver) = bounded::<J>(queue);
         let (exit_tx, exited) = unbounded();
-        let shared = Arc::new((init, handle));
+        let shared = Arc::new((init, handle, idle));
         let mut workers = Vec::with_capacity(size);
         for id in 0..size {
             let receiver = receiver.clone();
@@ -57,16 +78,16 @@ impl<J: Send + 'static> Pool<J> {
             let worker = thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || {
-                    let (init, handle) = &*shared;
+                    let (init, handle, idle) = &*shared;
                     let mut state = init();
-                    for job in receiver.iter() {
-                        if let Err(panic) =
-                            catch_unwind(AssertUnwindSafe(|| handle(&mut state, job)))
-                        {
-                            log::error!("worker {id}: job panicked: {}", panics::message(&*panic));
-                            state = init();
-                        }
+                    while let Some(job) = next_job(&receiver, || {
+                        guarded(id, "going idle", &mut state, init, |state| idle(state));
+                    }) {
+                        guarded(id, "job", &mut state, init, |state| handle(state, job));
                     }
+                    // The state goes (and puts out what it holds) before the pool hears that
+                    // this worker is done: a finished shutdown leaves nothing behind.
+                    drop(state);
                     let _ = exit_tx.send(());
                 })?;
             workers.push(worker);
@@ -99,6 +120,34 @@ impl<J: Send + 'static> Pool<J> {
             self.workers.clear();
         }
         all
+    }
+}
+
+/// The next job: one already queued, or, when none is, `idle()` first and then a wait for
+/// one. `None` once the queue is closed and empty.
+fn next_job<J>(receiver: &Receiver<J>, idle: impl FnOnce()) -> Option<J> {
+    match receiver.try_recv() {
+        Ok(job) => Some(job),
+        Err(TryRecvError::Disconnected) => None,
+        Err(TryRecvError::Empty) => {
+            idle();
+            receiver.recv().ok()
+        }
+    }
+}
+
+/// Runs `work` on the worker's state; a panic is logged and the state rebuilt, so the worker
+/// lives on.
+fn guarded<S>(
+    id: usize,
+    what: &str,
+    state: &mut S,
+    init: &dyn Fn() -> S,
+    work: impl FnOnce(&mut S),
+) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(state))) {
+        log::error!("worker {id}: {what} panicked: {}", panics::message(&*panic));
+        *state = init();
     }
 }
 
@@ -185,6 +234,61 @@ mod tests {
         assert!(!pool.shutdown(Duration::from_millis(200)));
         assert!(begun.elapsed() < Duration::from_secs(5));
         drop(release_tx);
+    }
+
+    #[test]
+    fn a_worker_runs_idle_before_it_waits_and_drops_its_state_when_it_stops() {
+        // The state gathers the jobs it handled; `idle` hands them over, and so does Drop.
+        struct Gathered(Vec<u32>, Sender<Vec<u32>>);
+        impl Drop for Gathered {
+            fn drop(&mut self) {
+                let _ = self.1.send(std::mem::take(&mut self.0));
+            }
+        }
+        let (out_tx, out_rx) = unbounded();
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let pool = Pool::with_idle(
+            1,
+            8,
+            move || Gathered(Vec::new(), out_tx.clone()),
+            move |state: &mut Gathered, job: u32| {
+                if job == 0 {
+                    // Hold the worker while more jobs queue behind this one.
+                    let _ = release_rx.recv();
+                }
+                state.0.push(job);
+            },
+            |state: &mut Gathered| {
+                let _ = state.1.send(std::mem::take(&mut state.0));
+            },
+        )
+        .unwrap();
+        let next = || {
+            out_rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the worker reports")
+        };
+        assert_eq!(next(), Vec::<u32>::new(), "idle before the first wait");
+        let submitter = pool.submitter().unwrap();
+        for job in [0, 1, 2, 3] {
+            submitter.submit(job).unwrap();
+        }
+        release_tx.send(()).unwrap();
+        // Jobs already queued are taken without going idle in between.
+        assert_eq!(next(), vec![0, 1, 2, 3]);
+        submitter.submit(4).unwrap();
+        // Nothing more comes: the worker goes idle (and reports) without another job.
+        assert_eq!(next(), vec![4]);
+        submitter.submit(5).unwrap();
+        drop(submitter);
+        assert!(pool.shutdown(Duration::from_secs(10)));
+        let mut rest: Vec<u32> = out_rx.try_iter().flatten().collect();
+        rest.sort_unstable();
+        assert_eq!(
+            rest,
+            vec![5],
+            "handled before the stop, reported by idle or by drop"
+        );
     }
 
     #[test]

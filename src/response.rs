@@ -167,17 +167,31 @@ pub fn http_date(time: SystemTime) -> httpdate::HttpDate {
     httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), re-rendered at most
-/// once a second. One per worker, so no lock.
+/// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and as the access
+/// log's Common Log Format time, each re-rendered at most once a second. One per worker, so
+/// no lock.
 #[derive(Debug, Default)]
 pub struct Clock {
     second: u64,
     text: String,
+    clf: String,
 }
 
 impl Clock {
     /// The `Date` header value for now.
     pub fn now(&mut self) -> &str {
+        self.tick();
+        &self.text
+    }
+
+    /// The access log's time for now, and the second (since 1970) it is for: the log buffer
+    /// writes out lines from an earlier second.
+    pub fn log_time(&mut self) -> (&str, u64) {
+        self.tick();
+        (&self.clf, self.second)
+    }
+
+    fn tick(&mut self) {
         let now = SystemTime::now();
         let second = now
             .duration_since(UNIX_EPOCH)
@@ -187,8 +201,8 @@ impl Clock {
             self.second = second;
             // A system clock set before 1970 must not panic the worker.
             self.text = http_date(now).to_string();
+            self.clf = clf_time(&self.text);
         }
-        &self.text
     }
 }
 
@@ -364,6 +378,9 @@ mod tests {
         let now = clock.now().to_string();
         assert!(httpdate::parse_http_date(&now).is_ok(), "{now}");
         assert!(now.ends_with(" GMT") && now.len() == 29, "{now}");
+        let (clf, second) = clock.log_time();
+        assert_eq!(clf.len(), "06/Nov/1994:08:49:37 +0000".len(), "{clf}");
+        assert!(second > 0);
         assert_eq!(clf_time(DATE), "06/Nov/1994:08:49:37 +0000");
         assert_eq!(clf_time("garbage"), "-");
     }

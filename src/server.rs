@@ -1,6 +1,7 @@
 //! Wiring: binds, starts the worker pool, the poller thread and the accept loop, and shuts
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
-//! flight finish, the log is flushed); turns SIGINT/SIGTERM into that shutdown.
+//! flight finish, each worker writes out its log lines); turns SIGINT/SIGTERM into that
+//! shutdown.
 //! May use: accept, accesslog, config, conn, listen, poller, pool, sys.
 
 use std::io;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::accept::{self, Acceptor, Stop};
 use crate::accesslog::AccessLog;
-use crate::config::Config;
+use crate::config::{Config, LogTo};
 use crate::conn::{self, Context, Next, Scratch};
 use crate::listen;
 use crate::poller::{Parker, Wait};
@@ -39,7 +40,7 @@ pub struct ShutdownHandle(Arc<Stop>);
 
 impl ShutdownHandle {
     /// Stops accepting, closes idle connections, lets in-flight replies finish (bounded),
-    /// flushes the access log; [`Server::run`] then returns.
+    /// and every worker writes out its access-log lines; [`Server::run`] then returns.
     pub fn shutdown(&self) {
         self.0.request();
     }
@@ -49,13 +50,7 @@ impl Server {
     /// Opens the access log and listens on `config.addr` (port 0 picks a free port). When
     /// this returns, connections are already being queued by the kernel.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let log = AccessLog::open(config.access_log.as_deref()).map_err(|err| {
-            let path = config.access_log.as_deref().unwrap_or("stderr".as_ref());
-            io::Error::new(
-                err.kind(),
-                format!("cannot open access log '{}': {err}", path.display()),
-            )
-        })?;
+        let log = open_log(&config.access_log)?;
         let listeners = listen::listen(config.addr, config.dispatch, config.deadlines.idle)
             .map_err(|err| {
                 io::Error::new(
@@ -96,17 +91,20 @@ impl Server {
         let deadlines = config.deadlines;
         let ctx = Arc::new(Context {
             site: config.site.clone(),
-            log: log.clone(),
+            log,
             deadlines,
             stopping: Arc::clone(&stop.requested),
             parked_files: Arc::new(AtomicUsize::new(0)),
         });
         let worker_parker = parker.clone();
         let worker_ctx = Arc::clone(&ctx);
-        let pool = Pool::new(
+        let init_ctx = Arc::clone(&ctx);
+        // Each worker gathers its access-log lines in its own `Scratch` and writes them out
+        // before it waits for work (and when it stops, as the `Scratch` drops).
+        let pool = Pool::with_idle(
             config.workers,
             QUEUE,
-            Scratch::default,
+            move || Scratch::new(&init_ctx.log),
             move |scratch, conn| {
                 let handed_over = match conn::serve(conn, &worker_ctx, scratch) {
                     Next::Park(conn) => {
@@ -126,9 +124,10 @@ impl Server {
                 // The poller has stopped (the grace period is over): the connection closes
                 // here, and a reply it cuts off still gets its log line.
                 if let Err(conn) = handed_over {
-                    conn::abandon(conn, &worker_ctx, scratch);
+                    conn::abandon(conn, scratch);
                 }
             },
+            Scratch::flush_log,
         )?;
 
         let (Some(to_workers), Some(from_poller)) = (pool.submitter(), pool.submitter()) else {
@@ -164,8 +163,9 @@ impl Server {
         drop(listeners);
         drop(to_workers);
 
-        // Shutdown, in data-flow order: nothing new comes in, idle connections close,
-        // in-flight requests finish (bounded by the grace period), then the log is flushed.
+        // Shutdown, in data-flow order: nothing new comes in (the accept loop's log lines were
+        // written as it dropped), idle connections close, in-flight requests finish (bounded
+        // by the grace period), and each worker writes out its log lines as it stops.
         let stop_by = Instant::now() + config.grace;
         let idle = parker.stop(stop_by, open);
         log::info!("shutting down: {idle} idle connections get a last call, then close");
@@ -176,11 +176,23 @@ impl Server {
                 config.grace.as_secs()
             );
         }
-        if !log.flush(Duration::from_secs(5)) {
-            log::warn!("access log not flushed in time");
-        }
         result
     }
+}
+
+/// Opens the access log `-l` asks for; an error names it.
+fn open_log(to: &LogTo) -> io::Result<AccessLog> {
+    let (opened, name) = match to {
+        LogTo::Off => return Ok(AccessLog::off()),
+        LogTo::Stderr => (AccessLog::stderr(), "stderr".into()),
+        LogTo::File(path) => (AccessLog::open(path), path.display().to_string()),
+    };
+    opened.map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot open access log '{name}': {err}"),
+        )
+    })
 }
 
 /// Turns the first SIGINT or SIGTERM into a graceful shutdown; a second one exits at once.

@@ -357,6 +357,18 @@ pub fn mkfifo(path: &CStr, mode: libc::mode_t) -> io::Result<()> {
     }
 }
 
+/// pipe2(2) with `O_CLOEXEC`: (read end, write end), for tests of writers to a pipe.
+#[cfg(test)]
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds: [libc::c_int; 2] = [-1, -1];
+    // SAFETY: `fds` is an array of two ints, alive for the call, which the kernel fills.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success both are new descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

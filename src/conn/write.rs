@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Slot;
-use crate::accesslog::{AccessLog, Entry};
-use crate::response::{clf_time, Body, Clock, Response};
+use crate::accesslog::{Entry, LogBuf};
+use crate::response::{Body, Clock, Response};
 use crate::sys;
 
 /// File bodies up to this size are read into the head's buffer and leave in one write;
@@ -340,16 +340,20 @@ impl Outgoing {
 
     /// The access-log line for a reply that has ended, completed or cut off, with the body
     /// bytes that actually went out: the one place a reply is logged.
-    pub(super) fn record(&self, client: IpAddr, log: &AccessLog, clock: &mut Clock) {
-        log.record(&Entry {
-            client,
-            time: &clf_time(clock.now()),
-            request_line: &self.log.request_line,
-            status: self.log.status,
-            bytes: self.sent.saturating_sub(self.head_len),
-            referer: self.log.referer.as_deref(),
-            user_agent: self.log.user_agent.as_deref(),
-        });
+    pub(super) fn record(&self, client: IpAddr, log: &mut LogBuf, clock: &mut Clock) {
+        let (time, second) = clock.log_time();
+        log.record(
+            &Entry {
+                client,
+                time,
+                request_line: &self.log.request_line,
+                status: self.log.status,
+                bytes: self.sent.saturating_sub(self.head_len),
+                referer: self.log.referer.as_deref(),
+                user_agent: self.log.user_agent.as_deref(),
+            },
+            second,
+        );
     }
 
     /// Gives the head's buffer back to the worker for its next reply, if it is the larger.
