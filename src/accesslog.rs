@@ -105,9 +105,10 @@ impl AccessLog {
 }
 
 /// One thread's lines not yet written. Writes them out, whole lines only, when
-/// [`BUFFER`] bytes have gathered, when a line is recorded in a later second than the oldest
-/// one waiting (so a busy thread writes at least once a second), on [`LogBuf::flush`] (a
-/// worker about to wait for work) and when dropped (a worker that stops).
+/// [`BUFFER`] bytes have gathered, when the oldest line waiting is from an earlier clock
+/// second than a new line or a new turn of the worker ([`LogBuf::flush_if_older`]: a busy
+/// worker writes at least once a second), on [`LogBuf::flush`] (a worker about to wait for
+/// work) and when dropped (a worker that stops).
 pub struct LogBuf {
     sink: Option<Arc<Sink>>,
     buf: Vec<u8>,
@@ -131,8 +132,24 @@ impl LogBuf {
             self.since = second;
         }
         write_line(entry, &mut self.buf);
-        // `!=`, not `>`: a clock set back must not hold lines until it catches up.
-        if self.buf.len() >= BUFFER || second != self.since {
+        if self.buf.len() >= BUFFER {
+            self.flush();
+        } else {
+            self.flush_if_older(second);
+        }
+    }
+
+    /// Whether no line is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Writes out the buffered lines if the oldest is from a clock second before `second`:
+    /// checked on every line and every turn of a worker, so one that never runs out of work
+    /// still writes at least once a second.
+    pub fn flush_if_older(&mut self, second: u64) {
+        // `!=`, not `<`: a clock set back must not hold lines until it catches up.
+        if !self.buf.is_empty() && second != self.since {
             self.flush();
         }
     }
@@ -494,6 +511,14 @@ mod tests {
         // A clock set back counts as time passing too.
         buf.record(&entry(200), 3);
         assert_eq!(dir.lines(), fit + 5);
+        // A worker between lines checks the age too.
+        buf.record(&entry(200), 9);
+        buf.flush_if_older(9);
+        assert_eq!(dir.lines(), fit + 5);
+        assert!(!buf.is_empty());
+        buf.flush_if_older(10);
+        assert_eq!(dir.lines(), fit + 6);
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -253,6 +253,16 @@ impl Scratch {
 }
 
 impl Recorder {
+    /// At the start of a turn: writes out log lines that have waited since an earlier second,
+    /// so a worker that never runs out of work still writes at least once a second. Reads
+    /// the clock only when lines are waiting.
+    fn write_stale_lines(&mut self) {
+        if !self.log.is_empty() {
+            let (_, second) = self.clock.log_time();
+            self.log.flush_if_older(second);
+        }
+    }
+
     /// Logs the reply `out`, ended (completed or cut off), to the thread's buffer.
     fn record(&mut self, client: IpAddr, out: &Outgoing) {
         if self.log.is_on() {
@@ -265,6 +275,7 @@ impl Recorder {
 /// reply, then every request already buffered or readable without waiting.
 pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     let (input, output, rec) = scratch.fresh();
+    rec.write_stale_lines();
     let mut budget = WRITE_TURN;
     if let Some(out) = conn.outgoing.take() {
         if conn.expired {
