@@ -19,8 +19,8 @@
 # in the same round, so slow drift of the machine cancels; the summary gives their median and
 # range. Servers: httpd `-w HTTPD_WORKERS -l FILE`; nginx 1 worker process, sendfile on,
 # worker_connections 4096; h2o num-threads 1; lighttpd (one process, server.max-fds 16384).
-# LOG=on (default): every server writes an access log to a file, since httpd always logs;
-# LOG=off: the peers log nothing and httpd logs to /dev/null (it still formats each line).
+# LOG=on (default): every server writes an access log to a file;
+# LOG=off: no server logs (httpd `-l off`).
 # Configs and the docroot (1k.html, big.bin) are generated in a temp dir, removed at the end.
 #
 # Output: ab_results/raw/compare-<UTC date>/ holds every client's raw output (with the server
@@ -214,11 +214,11 @@ start_server() {
   local pin=(taskset -c "$SERVER_CPU")
   case $name in
     httpd)
-      local log=/dev/null
+      local log=off
       [ "$LOG" = on ] && log=$dir/access.log
       HTTPD_PREFIX=("${pin[@]}")
       start_httpd -r "$docroot" -w "$HTTPD_WORKERS" -a 127.0.0.1 -p 0 -l "$log"
-      server_cmd="taskset -c $SERVER_CPU target/release/httpd -r DOCROOT -w $HTTPD_WORKERS -a 127.0.0.1 -p $port -l $([ "$LOG" = on ] && echo ACCESS_LOG || echo /dev/null)"
+      server_cmd="taskset -c $SERVER_CPU target/release/httpd -r DOCROOT -w $HTTPD_WORKERS -a 127.0.0.1 -p $port -l $([ "$LOG" = on ] && echo ACCESS_LOG || echo off)"
       ;;
     nginx)
       port=$(free_port)
