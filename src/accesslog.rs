@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Buffered bytes that make a worker write its lines out (nginx's `access_log … buffer=64k`).
 pub const BUFFER: usize = 64 * 1024;
@@ -40,6 +40,10 @@ struct Sink {
     failing: AtomicBool,
     /// Lines lost since writes started failing, reported when they work again.
     lost: AtomicU64,
+    /// Held while a buffer is written, so this process's writers take turns; true while a
+    /// failed write (a disk that filled mid-write) left part of a line at the end of the log,
+    /// which the next write then ends with a newline before anything else.
+    torn: Mutex<bool>,
 }
 
 /// What one response contributes to its log line.
@@ -87,6 +91,7 @@ impl AccessLog {
             atomic: if regular { usize::MAX } else { PIPE_BUF },
             failing: AtomicBool::new(false),
             lost: AtomicU64::new(0),
+            torn: Mutex::new(false),
         }))))
     }
 
@@ -176,10 +181,25 @@ impl Drop for LogBuf {
 impl Sink {
     /// Writes `lines` (whole lines) in as few write(2)s as keep each one untorn.
     fn write_lines(&self, lines: &[u8]) {
+        self.write_lines_to(&mut &self.file, lines);
+    }
+
+    /// [`Sink::write_lines`] to any writer (the tests' stands in for a disk that fills).
+    fn write_lines_to(&self, out: &mut impl Write, lines: &[u8]) {
+        let mut torn = self.torn.lock().unwrap_or_else(PoisonError::into_inner);
         let mut rest = lines;
         while !rest.is_empty() {
             let (chunk, later) = rest.split_at(whole_lines(rest, self.atomic));
-            if let Err(err) = write_all(&self.file, chunk) {
+            let written = if *torn {
+                write_all(out, b"\n").and_then(|()| {
+                    *torn = false;
+                    write_all(out, chunk)
+                })
+            } else {
+                write_all(out, chunk)
+            };
+            if let Err((part, err)) = written {
+                *torn |= part > 0;
                 let lost = rest.iter().filter(|&&b| b == b'\n').count() as u64;
                 self.lost.fetch_add(lost, Ordering::Relaxed);
                 if !self.failing.swap(true, Ordering::Relaxed) {
@@ -216,16 +236,18 @@ fn whole_lines(lines: &[u8], limit: usize) -> usize {
 
 /// Writes all of `bytes`, going on after a short write or EINTR. A short write to a regular
 /// file happens only when the disk fills (or a file size limit is hit); the rest then goes in
-/// a second write, which another writer's may precede.
-fn write_all(mut file: &File, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match file.write(bytes) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+/// a second write, which another process's may precede. On failure, says how many bytes did
+/// go out first.
+fn write_all(file: &mut impl Write, bytes: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while let Some(rest) = bytes.get(done..).filter(|rest| !rest.is_empty()) {
+        match file.write(rest) {
+            Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             // A non-blocking log descriptor (inherited that way) that is full is a failure
             // too: a worker never spins on it.
-            Err(err) => return Err(err),
+            Err(err) => return Err((done, err)),
         }
     }
     Ok(())
@@ -544,5 +566,54 @@ mod tests {
         let sink = log.0.as_ref().unwrap();
         assert!(sink.failing.load(Ordering::Relaxed));
         assert!(sink.lost.load(Ordering::Relaxed) > 0);
+    }
+
+    /// A log that takes `room` bytes, then fails as a full disk does, until given more room.
+    struct FillingDisk {
+        written: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for FillingDisk {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = bytes.len().min(self.room);
+            self.written.extend_from_slice(&bytes[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_that_fills_mid_line_leaves_no_line_joined_to_the_next() {
+        let (_read_end, write_end) = sys::pipe().unwrap();
+        let log = AccessLog::to(File::from(write_end)).unwrap();
+        let sink = log.0.as_ref().unwrap();
+        let mut disk = FillingDisk {
+            written: Vec::new(),
+            room: 10,
+        };
+        sink.write_lines_to(&mut disk, b"first line\nsecond line\n");
+        assert_eq!(disk.written, b"first line");
+        // Still full: nothing more, the state kept.
+        sink.write_lines_to(&mut disk, b"lost line\n");
+        assert_eq!(disk.written, b"first line");
+        disk.room = usize::MAX;
+        sink.write_lines_to(&mut disk, b"third line\n");
+        assert_eq!(disk.written, b"first line\nthird line\n");
+        // Again, mid-line. (Had a write stopped exactly at a line's end, the newline would
+        // make an empty line: harmless, where a joined one is not.)
+        disk.room = 5;
+        sink.write_lines_to(&mut disk, b"fourth\n");
+        disk.room = usize::MAX;
+        sink.write_lines_to(&mut disk, b"fifth\n");
+        assert_eq!(disk.written, b"first line\nthird line\nfourt\nfifth\n");
+        assert!(!sink.failing.load(Ordering::Relaxed));
     }
 }

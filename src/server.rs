@@ -25,6 +25,10 @@ const QUEUE: usize = 4096;
 /// How long a lingering close waits for the client to finish.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How long the workers get, after the grace period, to close and log the replies it cut
+/// off (and to write out their log lines) before the process exits anyway.
+const WIND_DOWN: Duration = Duration::from_secs(2);
+
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     /// One per CPU (see [`listen::listen`]), all on the same address.
@@ -170,7 +174,13 @@ impl Server {
         let idle = parker.stop(stop_by, open);
         log::info!("shutting down: {idle} idle connections get a last call, then close");
         let _ = poller_thread.join();
-        if !pool.shutdown(stop_by.saturating_duration_since(Instant::now())) {
+        // At the end of the grace period the poller hands the replies it cut off to the
+        // workers, which reset them and log them: never-blocking work that still needs a
+        // moment after the deadline, or their lines would be lost with the process.
+        let wind_down = stop_by
+            .saturating_duration_since(Instant::now())
+            .max(WIND_DOWN);
+        if !pool.shutdown(wind_down) {
             log::warn!(
                 "grace period of {}s over with replies in flight",
                 config.grace.as_secs()

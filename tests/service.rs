@@ -259,9 +259,10 @@ fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
 fn the_grace_period_bounds_a_stop() {
     let root = site();
     root.write("large.bin", pattern(64 * 1024 * 1024));
-    let mut server = Server::start(root.path(), &["--grace", "1"]);
-    // A download nobody reads would hold a worker for the whole send timeout (30 s).
-    let (_stalled, _) = start_download(&server);
+    // One worker and 32 downloads nobody reads: each would otherwise wait out the
+    // whole send timeout (30 s), and all are cut off when the grace period ends.
+    let mut server = Server::start(root.path(), &["--grace", "1", "-w", "1"]);
+    let stalled: Vec<_> = (0..32).map(|_| start_download(&server)).collect();
     common::signal(server.pid(), libc::SIGTERM);
     let begun = Instant::now();
     let status = server.wait_exit();
@@ -271,16 +272,19 @@ fn the_grace_period_bounds_a_stop() {
         took < Duration::from_secs(10),
         "stop took {took:?} with --grace 1"
     );
-    // The reply cut off by the end of the grace period still has its log line, with the
+    // Every reply cut off by the end of the grace period still has its log line, with the
     // part of the body that went out.
     let lines = server.log_lines();
-    let cut = lines
+    let cut: Vec<usize> = lines
         .iter()
-        .find_map(|line| line.split_once("\"GET /large.bin HTTP/1.1\" 200 "))
-        .and_then(|(_, rest)| rest.split(' ').next()?.parse::<usize>().ok());
+        .filter_map(|line| line.split_once("\"GET /large.bin HTTP/1.1\" 200 "))
+        .filter_map(|(_, rest)| rest.split(' ').next()?.parse::<usize>().ok())
+        .collect();
+    assert_eq!(cut.len(), stalled.len(), "{lines:?}");
     assert!(
-        cut.is_some_and(|bytes| bytes > 0 && bytes < 64 * 1024 * 1024),
-        "{lines:?}"
+        cut.iter()
+            .all(|&bytes| bytes > 0 && bytes < 64 * 1024 * 1024),
+        "{cut:?}"
     );
 }
 
