@@ -2,6 +2,7 @@
 //! bytes in a reused buffer. Never touches a socket. May use: status, httpdate.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -200,15 +201,18 @@ impl Clock {
         if second != self.second || self.text.is_empty() {
             self.second = second;
             // A system clock set before 1970 must not panic the worker.
-            self.text = http_date(now).to_string();
-            self.clf = clf_time(&self.text);
+            // Rendered into the strings' own buffers: a new second costs no allocation.
+            self.text.clear();
+            let _ = write!(self.text, "{}", http_date(now));
+            self.clf.clear();
+            write_clf_time(&self.text, &mut self.clf);
         }
     }
 }
 
 /// Rewrites an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as the Common Log Format time
-/// (`06/Nov/1994:08:49:37 +0000`).
-pub fn clf_time(imf: &str) -> String {
+/// (`06/Nov/1994:08:49:37 +0000`), appended to `out`.
+fn write_clf_time(imf: &str, out: &mut String) {
     match (
         imf.get(5..7),
         imf.get(8..11),
@@ -216,9 +220,9 @@ pub fn clf_time(imf: &str) -> String {
         imf.get(17..25),
     ) {
         (Some(day), Some(month), Some(year), Some(time)) => {
-            format!("{day}/{month}/{year}:{time} +0000")
+            let _ = write!(out, "{day}/{month}/{year}:{time} +0000");
         }
-        _ => "-".to_string(),
+        _ => out.push('-'),
     }
 }
 
@@ -381,6 +385,11 @@ mod tests {
         let (clf, second) = clock.log_time();
         assert_eq!(clf.len(), "06/Nov/1994:08:49:37 +0000".len(), "{clf}");
         assert!(second > 0);
+        let clf_time = |imf: &str| {
+            let mut out = String::new();
+            write_clf_time(imf, &mut out);
+            out
+        };
         assert_eq!(clf_time(DATE), "06/Nov/1994:08:49:37 +0000");
         assert_eq!(clf_time("garbage"), "-");
     }
