@@ -44,7 +44,7 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     if !matches!(request.method, Method::Get | Method::Head) {
         return Err(HttpError::MethodNotAllowed);
     }
-    let target = url::split_target(&request.target)?;
+    let target = url::split_target(request.target)?;
     if site.health.as_deref() == Some(target.path) {
         return Ok(health());
     }

@@ -286,7 +286,7 @@ fn absolute_form_and_other_methods() {
     let (req, _) = complete(b"GET http://example.test/a?b HTTP/1.1\r\nHost: example.test\r\n\r\n");
     assert_eq!(req.target, "http://example.test/a?b");
     let (req, _) = complete(b"DELETE /x HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(req.method, Method::Other("DELETE".into()));
+    assert_eq!(req.method, Method::Other("DELETE"));
     assert_eq!(req.method.as_str(), "DELETE");
 }
 
