@@ -441,6 +441,7 @@ fn finish(
         Err(err) => {
             log_write_error(conn.peer, &err);
             rec.record(conn.peer.ip(), &out);
+            out.give_back_buffers(output, &mut rec.text);
             Err(Next::Close)
         }
     }
