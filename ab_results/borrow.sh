@@ -2,10 +2,8 @@
 # The request that borrows from the input buffer (issue 10, "Per request, only the socket"),
 # measured: server CPU per request, a 1 KiB file over keep-alive, `-w 8 -l off`, the old
 # binary (owned request, format!ed log line, boxed reply) and the new one interleaved, ROUNDS
-# rounds each, server pinned to CPU 1 and ab to CPU 0; then heap allocations per request of
-# the whole server under valgrind (its "total heap usage" at exit, for two runs of different
-# lengths: the difference divided by the difference in requests is the per-request count,
-# start-up and shutdown cancelling out).
+# rounds each, server pinned to CPU 1 and ab to CPU 0; then heap allocations (memcheck) and
+# instructions (callgrind) per request of the whole server under valgrind.
 #
 #   OLD=/path/to/httpd-from-main ab_results/borrow.sh      (NEW defaults to this tree's build)
 #
@@ -31,8 +29,10 @@ printf '%-8s %-5s %10s %8s %11s\n' binary round req/s ticks 'CPU µs/req' >> "$s
 
 # run NAME BIN ROUND: one measured ab run against BIN.
 run() {
-  local name=$1 bin=$2 round=$3 out=$OUT/$TAG-$name-r$3.txt
-  HTTPD_PREFIX=(taskset -c 1) BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 -l off
+  local name=$1 bin=$2 round=$3
+  local out=$OUT/$TAG-$name-r$round.txt
+  HTTPD_PREFIX=(taskset -c 1)
+  BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 -l off
   "${AB[@]}" -q -k -c 50 -n 2000 "http://127.0.0.1:$port/index.html" > /dev/null
   local before after
   before=$(cpu_ticks "$server_pid")
@@ -52,28 +52,41 @@ for round in $(seq "$ROUNDS"); do
   run new "$NEW" "$round"
 done
 
-# Heap allocations per request, whole server (every thread, the connection's code included),
-# counted by valgrind: runs of SHORT and LONG keep-alive requests on one connection.
+# Heap allocations and instructions per request, whole server (every thread, the
+# connection's code included), counted by valgrind, which is exact where CPU time is noisy:
+# runs of SHORT and LONG keep-alive requests on one connection; the difference divided by
+# LONG - SHORT is the cost of one request, start-up and shutdown cancelling out. Valgrind does
+# not know openat2(2), so under it the server resolves paths by its component walk (it says
+# so in the raw outputs), which adds a VecDeque per lookup (3 per request) to both binaries.
 if command -v valgrind > /dev/null; then
   SHORT=${SHORT:-1000} LONG=${LONG:-3000}
-  printf '\n%-8s %8s %12s %12s\n' binary requests 'heap allocs' 'allocs/req' >> "$summary"
-  for name in old new; do
-    bin=$OLD; [ "$name" = new ] && bin=$NEW
-    declare -A allocs=()
-    for n in "$SHORT" "$LONG"; do
-      out=$OUT/$TAG-valgrind-$name-$n.txt
-      HTTPD_PREFIX=(valgrind --tool=memcheck --leak-check=no) BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 -l off
-      err=$(ls "$tmp"/httpd-stdout.*.err | xargs ls -t | head -1)
-      ab -q -k -c 1 -n "$n" "http://127.0.0.1:$port/index.html" > "$out.ab" 2>&1
-      stop_server
-      { cat "$out.ab"; echo; echo "valgrind (stderr of the server):"; cat "$err"; } > "$out"
-      rm -f "$out.ab" "$err"
-      allocs[$n]=$(sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$out" | tr -d ,)
+  printf '\n%-8s %-9s %8s %12s %12s\n' binary tool requests total 'per request' >> "$summary"
+  for tool in memcheck callgrind; do
+    for name in old new; do
+      bin=$OLD; [ "$name" = new ] && bin=$NEW
+      declare -A count=()
+      for n in "$SHORT" "$LONG"; do
+        out=$OUT/$TAG-$tool-$name-$n.txt
+        HTTPD_PREFIX=(valgrind --tool="$tool")
+        [ "$tool" = callgrind ] && HTTPD_PREFIX+=(--callgrind-out-file="$tmp/callgrind.out")
+        BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 -l off
+        err=$(ls -t "$tmp"/httpd-stdout.*.err | head -1)
+        ab -q -k -c 1 -n "$n" "http://127.0.0.1:$port/index.html" > "$out.ab" 2>&1
+        stop_server
+        { cat "$out.ab"; echo; echo "valgrind --tool=$tool (stderr of the server):"; cat "$err"; } > "$out"
+        rm -f "$out.ab" "$err" "$tmp/callgrind.out"
+        if [ "$tool" = memcheck ]; then
+          count[$n]=$(sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' "$out" | tr -d ,)
+        else
+          count[$n]=$(sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out")
+        fi
+      done
+      per=$(awk -v a="${count[$SHORT]}" -v b="${count[$LONG]}" -v s="$SHORT" -v l="$LONG" 'BEGIN { printf "%.2f", (b - a) / (l - s) }')
+      what=allocs; [ "$tool" = callgrind ] && what=instructions
+      printf '%-8s %-9s %8s %12s %12s\n' "$name" "$what" "$SHORT" "${count[$SHORT]}" "" >> "$summary"
+      printf '%-8s %-9s %8s %12s %12s\n' "$name" "$what" "$LONG" "${count[$LONG]}" "$per" >> "$summary"
+      unset count
     done
-    per=$(awk -v a="${allocs[$SHORT]}" -v b="${allocs[$LONG]}" -v s="$SHORT" -v l="$LONG" 'BEGIN { printf "%.2f", (b - a) / (l - s) }')
-    printf '%-8s %8s %12s %12s\n' "$name" "$SHORT" "${allocs[$SHORT]}" "" >> "$summary"
-    printf '%-8s %8s %12s %12s\n' "$name" "$LONG" "${allocs[$LONG]}" "$per" >> "$summary"
-    unset allocs
   done
 fi
 cat "$summary"
