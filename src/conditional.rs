@@ -198,7 +198,7 @@ mod tests {
                 "If-Unmodified-Since" => &mut fields.if_unmodified_since,
                 other => panic!("{other}"),
             };
-            *slot = Some(value.to_string());
+            *slot = Some((*value).into());
         }
         // "Now" is 2000-01-01: after every date below but the one in 2100.
         let now = UNIX_EPOCH + Duration::from_secs(946_684_800);
@@ -311,7 +311,7 @@ mod tests {
                 etag: ETAG,
                 last_modified: modified,
             };
-            let fields = |name: &str, value: &str| {
+            let fields = |name: &str, value: &'static str| {
                 let mut fields = Fields::default();
                 match name {
                     "If-Modified-Since" => fields.if_modified_since = Some(value.into()),

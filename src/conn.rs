@@ -24,7 +24,7 @@ use crate::request::{self, Parsed};
 use crate::response::Clock;
 use crate::sys;
 use reply::{answer, error_reply};
-use write::{log_write_error, After, Outgoing, Pumped, WRITE_TURN};
+use write::{log_write_error, After, LogText, Outgoing, Pumped, WRITE_TURN};
 
 /// Requests served back to back from one connection's buffer before it yields the worker.
 const TURN: usize = 32;
@@ -55,7 +55,8 @@ pub struct Conn {
     idle_since: Instant,
     /// Bytes thrown away by a lingering close so far.
     drained: u32,
-    /// A reply the socket has not fully taken: continued when it is writable again.
+    /// A reply the socket has not fully taken: continued when it is writable again. Boxed
+    /// only here, when it parks: a reply that goes out at once never leaves the stack.
     outgoing: Option<Box<Outgoing>>,
     _slot: Slot,
 }
@@ -219,10 +220,12 @@ pub struct Scratch {
     rec: Recorder,
 }
 
-/// What dates a reply and logs it: the thread's clock and its access-log buffer.
+/// What dates a reply and logs it: the thread's clock, its access-log buffer, and the
+/// buffers a reply copies its log line's request fields into (lent to each reply).
 struct Recorder {
     clock: Clock,
     log: LogBuf,
+    text: LogText,
 }
 
 impl Scratch {
@@ -234,6 +237,7 @@ impl Scratch {
             rec: Recorder {
                 clock: Clock::default(),
                 log: log.buffer(),
+                text: LogText::default(),
             },
         }
     }
@@ -298,7 +302,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
             return Next::Close;
         }
-        conn = match finish(conn, out, ctx, input, output, rec, &mut budget) {
+        conn = match finish(conn, *out, ctx, input, output, rec, &mut budget) {
             Ok(conn) => conn,
             Err(next) => return next,
         };
@@ -307,9 +311,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     if conn.expired {
         // RFC 9110 §15.5.9: the head was too slow; say so and close.
         conn.expired = false;
-        let line = request::request_line(input).to_vec();
+        let line = request::request_line(input);
+        let out = error_reply(ctx, output, rec, HttpError::RequestTimeout, line);
         input.clear();
-        let out = error_reply(ctx, output, &mut rec.clock, HttpError::RequestTimeout, line);
         return end(finish(conn, out, ctx, input, output, rec, &mut budget));
     }
 
@@ -319,15 +323,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
             Ok(Parsed::Complete(request, head_len)) => {
                 conn.head_started = None;
                 conn.served = conn.served.saturating_add(1);
-                let (out, used) = answer(
-                    conn.peer,
-                    ctx,
-                    output,
-                    &mut rec.clock,
-                    request,
-                    input,
-                    head_len,
-                );
+                let (out, used) = answer(conn.peer, ctx, output, rec, request, input, head_len);
+                // The request borrowed from `input`; it is gone with `answer`, and the log
+                // line holds its own copy.
                 input.drain(..used);
                 conn = match finish(conn, out, ctx, input, output, rec, &mut budget) {
                     Ok(conn) => conn,
@@ -355,9 +353,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 }
             }
             Err(err) => {
-                let line = request::request_line(input).to_vec();
+                let line = request::request_line(input);
+                let out = error_reply(ctx, output, rec, err, line);
                 input.clear();
-                let out = error_reply(ctx, output, &mut rec.clock, err, line);
                 return end(finish(conn, out, ctx, input, output, rec, &mut budget));
             }
         }
@@ -368,10 +366,9 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 if conn.head_started.is_some() && Instant::now() >= deadline_of(&conn, ctx, input) {
                     // Data kept coming, but too slowly: the poller never saw it idle long
                     // enough to expire it.
-                    let line = request::request_line(input).to_vec();
+                    let line = request::request_line(input);
+                    let out = error_reply(ctx, output, rec, HttpError::RequestTimeout, line);
                     input.clear();
-                    let out =
-                        error_reply(ctx, output, &mut rec.clock, HttpError::RequestTimeout, line);
                     return end(finish(conn, out, ctx, input, output, rec, &mut budget));
                 }
                 conn.pending.append(input);
@@ -409,7 +406,7 @@ fn end(result: Result<Conn, Next>) -> Next {
 /// Logs the reply when it ends, completed or cut off, with the body bytes actually sent.
 fn finish(
     mut conn: Conn,
-    mut out: Box<Outgoing>,
+    mut out: Outgoing,
     ctx: &Context,
     input: &mut Vec<u8>,
     output: &mut Vec<u8>,
@@ -421,7 +418,7 @@ fn finish(
         Ok(Pumped::Done) => {
             conn.idle_since = attempt;
             rec.record(conn.peer.ip(), &out);
-            out.give_back_buffer(output);
+            out.give_back_buffers(output, &mut rec.text);
             match out.after {
                 After::KeepAlive => Ok(conn),
                 // Input that arrived while the reply went out (a request sent after ours
@@ -435,7 +432,7 @@ fn finish(
         Ok(waiting) => {
             conn.pending.append(input);
             out.hold(waiting, ctx.deadlines.send, &ctx.parked_files);
-            conn.outgoing = Some(out);
+            conn.outgoing = Some(Box::new(out));
             Err(match waiting {
                 Pumped::Blocked => Next::ParkWrite(conn),
                 Pumped::Done | Pumped::TurnOver => Next::Yield(conn),
@@ -444,6 +441,7 @@ fn finish(
         Err(err) => {
             log_write_error(conn.peer, &err);
             rec.record(conn.peer.ip(), &out);
+            out.give_back_buffers(output, &mut rec.text);
             Err(Next::Close)
         }
     }
@@ -463,13 +461,13 @@ pub fn refuse(
     let (input, output, rec) = scratch.fresh();
     let _ = stream.set_nonblocking(true);
     let _ = sys::recv_nonblocking(stream.as_fd(), input);
-    let line = request::request_line(input).to_vec();
-    let mut out = error_reply(ctx, output, &mut rec.clock, HttpError::Unavailable, line);
+    let line = request::request_line(input);
+    let mut out = error_reply(ctx, output, rec, HttpError::Unavailable, line);
     // What an empty send buffer takes at once (all of a built-in page); the accept loop never
     // waits, so a huge custom page may be cut short. The log says what went.
     let _ = out.send(&stream, &mut 0);
     rec.record(peer.ip(), &out);
-    out.give_back_buffer(output);
+    out.give_back_buffers(output, &mut rec.text);
     let slot = slot?;
     let _ = stream.shutdown(Shutdown::Write);
     Some(Conn::new(stream, peer, slot))

@@ -4,6 +4,7 @@
 //! range, listing, response, error, status.
 
 use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
 use std::fs::{File, Metadata};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
@@ -43,7 +44,7 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     if !matches!(request.method, Method::Get | Method::Head) {
         return Err(HttpError::MethodNotAllowed);
     }
-    let target = url::split_target(&request.target)?;
+    let target = url::split_target(request.target)?;
     if site.health.as_deref() == Some(target.path) {
         return Ok(health());
     }
@@ -332,10 +333,13 @@ pub fn etag(meta: &Metadata, coding: Coding) -> String {
         Ok(Err(before)) => ("-", before.duration().as_nanos()),
         Err(_) => ("", 0),
     };
-    match coding.name() {
-        Some(name) => format!("\"{sign}{nanos:x}-{:x}-{name}\"", meta.len()),
-        None => format!("\"{sign}{nanos:x}-{:x}\"", meta.len()),
-    }
+    // Sized for the longest tag (32 + 16 hex digits, sign, coding), so it is one allocation.
+    let mut tag = String::with_capacity(64);
+    let _ = match coding.name() {
+        Some(name) => write!(tag, "\"{sign}{nanos:x}-{:x}-{name}\"", meta.len()),
+        None => write!(tag, "\"{sign}{nanos:x}-{:x}\"", meta.len()),
+    };
+    tag
 }
 
 #[cfg(test)]

@@ -81,6 +81,6 @@ pub mod internals {
         pub use crate::error::{ErrorPages, HttpError};
     }
     pub mod response {
-        pub use crate::response::{http_date, Body, Part, Response};
+        pub use crate::response::{http_date, Body, Clock, Part, Response};
     }
 }

@@ -1,6 +1,8 @@
-//! Pure parsing of a request head over `httparse`: bytes in, an owned `Request` (or "need
-//! more bytes", or an `HttpError`) out. Never does I/O. May use: httparse, error.
+//! Pure parsing of a request head over `httparse`: bytes in, a `Request` borrowing from
+//! them (or "need more bytes", or an `HttpError`) out. Never does I/O. May use: httparse,
+//! error.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use crate::error::HttpError;
@@ -13,16 +15,16 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 100;
 
 /// The request method, as far as a static server cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method<'a> {
     Get,
     Head,
     /// Any other token; kept for the access log and answered with 405.
-    Other(String),
+    Other(&'a str),
 }
 
-impl Method {
-    pub fn as_str(&self) -> &str {
+impl<'a> Method<'a> {
+    pub fn as_str(&self) -> &'a str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",
@@ -39,21 +41,24 @@ pub enum Framing {
     Chunked,
 }
 
-/// The parts of a request head the server uses, copied out of the read buffer.
+/// The parts of a request head the server uses, borrowed from the read buffer: parsing
+/// copies nothing, so a request costs no allocation (a repeated list field, which must be
+/// combined, is the one exception). The borrow ends before the buffer is drained.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    pub method: Method,
+pub struct Request<'a> {
+    pub method: Method<'a>,
     /// The request target exactly as sent (origin-form, absolute-form or `*`).
-    pub target: String,
+    pub target: &'a str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Whether the client wants the connection kept after the reply (RFC 9112 §9.3).
     pub keep_alive: bool,
     pub framing: Framing,
-    pub referer: Option<String>,
-    pub user_agent: Option<String>,
+    /// Field values are text: bytes that are not UTF-8 become U+FFFD (a copy, only then).
+    pub referer: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
     /// The fields that shape the reply: validators, ranges, negotiation.
-    pub fields: Fields,
+    pub fields: Fields<'a>,
 }
 
 /// Request fields used after parsing. A list field sent more than once is combined into one
@@ -63,17 +68,18 @@ pub struct Request {
 /// parse. If-Range is the exception in form, not in effect: dropping it would turn a
 /// conditional range into an unconditional one, so a repeated If-Range is kept as an empty
 /// value, which like any invalid If-Range never matches, and the Range is then ignored
-/// (§13.1.5).
+/// (§13.1.5). A value borrows from the head unless it had to be combined or made valid
+/// UTF-8.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields {
-    pub if_match: Option<String>,
-    pub if_none_match: Option<String>,
-    pub if_modified_since: Option<String>,
-    pub if_unmodified_since: Option<String>,
-    pub range: Option<String>,
-    pub if_range: Option<String>,
-    pub accept_encoding: Option<String>,
-    pub accept: Option<String>,
+pub struct Fields<'a> {
+    pub if_match: Option<Cow<'a, str>>,
+    pub if_none_match: Option<Cow<'a, str>>,
+    pub if_modified_since: Option<Cow<'a, str>>,
+    pub if_unmodified_since: Option<Cow<'a, str>>,
+    pub range: Option<Cow<'a, str>>,
+    pub if_range: Option<Cow<'a, str>>,
+    pub accept_encoding: Option<Cow<'a, str>>,
+    pub accept: Option<Cow<'a, str>>,
 }
 
 /// What a repeat of a kept field means.
@@ -99,9 +105,9 @@ const KEPT: [(&str, Kind); 8] = [
     ("accept", Kind::List),
 ];
 
-impl Fields {
+impl<'a> Fields<'a> {
     /// The slot for slot number `index` of [`KEPT`].
-    fn slot(&mut self, index: usize) -> &mut Option<String> {
+    fn slot(&mut self, index: usize) -> &mut Option<Cow<'a, str>> {
         match index {
             0 => &mut self.if_match,
             1 => &mut self.if_none_match,
@@ -116,7 +122,7 @@ impl Fields {
 
     /// Keeps one field line if it is one we use. `repeated` has bit `i` set once singleton
     /// `i` has been seen twice, so a third copy cannot bring it back.
-    fn add(&mut self, name: &str, value: &[u8], repeated: &mut u8) {
+    fn add(&mut self, name: &str, value: &'a [u8], repeated: &mut u8) {
         let Some(index) = KEPT.iter().position(|(n, _)| n.eq_ignore_ascii_case(name)) else {
             return;
         };
@@ -124,15 +130,16 @@ impl Fields {
         let slot = self.slot(index);
         match slot {
             Some(_) if kind != Kind::List => {
-                *slot = (kind == Kind::Guard).then(String::new);
+                *slot = (kind == Kind::Guard).then_some(Cow::Borrowed(""));
                 *repeated |= 1 << index;
             }
             _ if *repeated & (1 << index) != 0 => {}
             Some(existing) => {
-                existing.push_str(", ");
-                existing.push_str(&String::from_utf8_lossy(value));
+                let combined = existing.to_mut();
+                combined.push_str(", ");
+                combined.push_str(&String::from_utf8_lossy(value));
             }
-            None => *slot = Some(String::from_utf8_lossy(value).into_owned()),
+            None => *slot = Some(String::from_utf8_lossy(value)),
         }
     }
 }
@@ -141,15 +148,15 @@ impl Fields {
 // Returned once per parse and never stored: boxing the request would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub enum Parsed<'a> {
     /// A whole head: the request and how many bytes of the buffer it used.
-    Complete(Request, usize),
+    Complete(Request<'a>, usize),
     /// The head is not complete yet and is still within limits: read more.
     Partial,
 }
 
 /// Parses the head at the start of `buf`. Leading empty lines are skipped (RFC 9112 §2.2).
-pub fn parse(buf: &[u8]) -> Result<Parsed, HttpError> {
+pub fn parse(buf: &[u8]) -> Result<Parsed<'_>, HttpError> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     match req.parse_with_uninit_headers(buf, &mut headers) {
@@ -227,7 +234,7 @@ fn classify_version(line: &[u8]) -> HttpError {
     }
 }
 
-fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
+fn build<'a>(req: &httparse::Request<'_, 'a>) -> Result<Request<'a>, HttpError> {
     let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
     else {
         return Err(HttpError::BadRequest("incomplete request line"));
@@ -238,14 +245,18 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
     let method = match method {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
-        other => Method::Other(other.to_string()),
+        other => Method::Other(other),
     };
 
     let mut hosts = 0;
     let mut close = false;
     let mut keep_alive_token = false;
     let mut length: Option<u64> = None;
-    let mut codings: Vec<String> = Vec::new();
+    // The codings named, in order, without keeping them: whether any is not chunked, and
+    // whether the last one is.
+    let mut codings = 0usize;
+    let mut last_chunked = false;
+    let mut unknown_coding = false;
     let mut referer = None;
     let mut user_agent = None;
     let mut fields = Fields::default();
@@ -278,12 +289,14 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encoding = true;
             for token in tokens(header.value) {
-                codings.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+                codings += 1;
+                last_chunked = token.eq_ignore_ascii_case(b"chunked");
+                unknown_coding |= !last_chunked;
             }
         } else if name.eq_ignore_ascii_case("referer") {
-            referer = Some(String::from_utf8_lossy(header.value).into_owned());
+            referer = Some(String::from_utf8_lossy(header.value));
         } else if name.eq_ignore_ascii_case("user-agent") {
-            user_agent = Some(String::from_utf8_lossy(header.value).into_owned());
+            user_agent = Some(String::from_utf8_lossy(header.value));
         } else {
             fields.add(name, header.value, &mut repeated);
         }
@@ -305,13 +318,13 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
                 "Transfer-Encoding with Content-Length",
             ));
         }
-        if codings.is_empty() {
+        if codings == 0 {
             return Err(HttpError::BadRequest("empty Transfer-Encoding"));
         }
-        if minor_version == 0 || codings.last().map(String::as_str) != Some("chunked") {
+        if minor_version == 0 || !last_chunked {
             return Err(HttpError::BadRequest("unusable Transfer-Encoding"));
         }
-        if codings.iter().any(|coding| coding != "chunked") {
+        if unknown_coding {
             return Err(HttpError::NotImplemented);
         }
         Framing::Chunked
@@ -330,7 +343,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, HttpError> {
 
     Ok(Request {
         method,
-        target: target.to_string(),
+        target,
         minor_version,
         keep_alive,
         framing,

@@ -2,6 +2,7 @@
 //! bytes in a reused buffer. Never touches a socket. May use: status, httpdate.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,42 +107,49 @@ impl Response {
     /// `keep-alive` literally.
     pub fn encode_head(&self, date: &str, keep_alive: bool, out: &mut Vec<u8>) {
         out.clear();
-        // Writing to a Vec cannot fail; `let _` keeps the hot path free of unwraps.
-        let reason = status::reason(self.status);
-        let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", self.status);
-        let _ = write!(out, "Server: {SERVER}\r\nDate: {date}\r\n");
+        // Copied in piece by piece rather than through `write!`: the formatting machinery
+        // cost more than the rest of the head's encoding together.
+        out.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(out, u64::from(self.status));
+        out.push(b' ');
+        out.extend_from_slice(status::reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        header(out, "Server", SERVER);
+        header(out, "Date", date);
         if self.has_body() {
             if let Some(content_type) = &self.content_type {
-                let _ = write!(out, "Content-Type: {content_type}\r\n");
+                header(out, "Content-Type", content_type);
             }
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, self.body.len());
+            out.extend_from_slice(b"\r\n");
         }
         if let Some(modified) = self.last_modified {
             // RFC 9110 §8.8.2.1: a modification time later than the message's Date is
             // replaced by the Date. Parsing our own fixed-format Date costs no allocation.
             match httpdate::parse_http_date(date) {
-                Ok(origin) if modified > origin => {
-                    let _ = write!(out, "Last-Modified: {date}\r\n");
-                }
+                Ok(origin) if modified > origin => header(out, "Last-Modified", date),
                 _ => {
+                    // Writing to a Vec cannot fail; `let _` keeps the hot path free of
+                    // unwraps.
                     let _ = write!(out, "Last-Modified: {}\r\n", http_date(modified));
                 }
             }
         }
         if let Some(etag) = &self.etag {
-            let _ = write!(out, "ETag: {etag}\r\n");
+            header(out, "ETag", etag);
         }
         if self.accept_ranges {
             out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
         }
         if let Some(location) = &self.location {
-            let _ = write!(out, "Location: {location}\r\n");
+            header(out, "Location", location);
         }
         if let Some(allow) = self.allow {
-            let _ = write!(out, "Allow: {allow}\r\n");
+            header(out, "Allow", allow);
         }
         for (name, value) in &self.extra {
-            let _ = write!(out, "{name}: {value}\r\n");
+            header(out, name, value);
         }
         // Browsers must not guess a type we did not send.
         out.extend_from_slice(b"X-Content-Type-Options: nosniff\r\n");
@@ -151,6 +159,30 @@ impl Response {
             b"Connection: close\r\n\r\n"
         });
     }
+}
+
+/// Appends the field line `name: value`.
+fn header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0; 20];
+    let mut start = digits.len();
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+        start -= 1;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// The last second an HTTP-date can show: 9999-12-31T23:59:59Z (a four-digit year).
@@ -200,15 +232,18 @@ impl Clock {
         if second != self.second || self.text.is_empty() {
             self.second = second;
             // A system clock set before 1970 must not panic the worker.
-            self.text = http_date(now).to_string();
-            self.clf = clf_time(&self.text);
+            // Rendered into the strings' own buffers: a new second costs no allocation.
+            self.text.clear();
+            let _ = write!(self.text, "{}", http_date(now));
+            self.clf.clear();
+            write_clf_time(&self.text, &mut self.clf);
         }
     }
 }
 
 /// Rewrites an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as the Common Log Format time
-/// (`06/Nov/1994:08:49:37 +0000`).
-pub fn clf_time(imf: &str) -> String {
+/// (`06/Nov/1994:08:49:37 +0000`), appended to `out`.
+fn write_clf_time(imf: &str, out: &mut String) {
     match (
         imf.get(5..7),
         imf.get(8..11),
@@ -216,9 +251,9 @@ pub fn clf_time(imf: &str) -> String {
         imf.get(17..25),
     ) {
         (Some(day), Some(month), Some(year), Some(time)) => {
-            format!("{day}/{month}/{year}:{time} +0000")
+            let _ = write!(out, "{day}/{month}/{year}:{time} +0000");
         }
-        _ => "-".to_string(),
+        _ => out.push('-'),
     }
 }
 
@@ -227,6 +262,15 @@ mod tests {
     use super::*;
 
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    #[test]
+    fn decimals_match_display() {
+        for n in [0, 7, 9, 10, 99, 100, 1024, 206, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
+    }
 
     #[test]
     fn file_head_bytes() {
@@ -381,6 +425,11 @@ mod tests {
         let (clf, second) = clock.log_time();
         assert_eq!(clf.len(), "06/Nov/1994:08:49:37 +0000".len(), "{clf}");
         assert!(second > 0);
+        let clf_time = |imf: &str| {
+            let mut out = String::new();
+            write_clf_time(imf, &mut out);
+            out
+        };
         assert_eq!(clf_time(DATE), "06/Nov/1994:08:49:37 +0000");
         assert_eq!(clf_time("garbage"), "-");
     }

@@ -70,7 +70,18 @@ pub fn decode_path(path: &str) -> Result<SafePath, HttpError> {
     if !path.starts_with('/') {
         return Err(HttpError::BadRequest("path must start with /"));
     }
-    let decoded = percent_decode(path.as_bytes())?;
+    // Decoding never lengthens, so a short path decodes on the stack: a request costs only
+    // the segments it keeps.
+    let mut stack = [0; 256];
+    let mut heap = Vec::new();
+    let out = if path.len() <= stack.len() {
+        &mut stack[..path.len()]
+    } else {
+        heap.resize(path.len(), 0);
+        &mut heap[..]
+    };
+    let len = percent_decode(path.as_bytes(), out)?;
+    let decoded = &out[..len];
     if decoded.contains(&0) {
         return Err(HttpError::BadRequest("NUL in path"));
     }
@@ -97,23 +108,30 @@ pub fn decode_path(path: &str) -> Result<SafePath, HttpError> {
 }
 
 /// Strict percent-decoding: `%` must be followed by two hex digits. (The `percent-encoding`
-/// crate passes bad escapes through unchanged, and we want those to be a 400.)
-fn percent_decode(input: &[u8]) -> Result<Vec<u8>, HttpError> {
-    let mut out = Vec::with_capacity(input.len());
+/// crate passes bad escapes through unchanged, and we want those to be a 400.) Writes into
+/// `out`, at least as long as `input`, and returns the decoded length.
+fn percent_decode(input: &[u8], out: &mut [u8]) -> Result<usize, HttpError> {
+    let mut len = 0;
     let mut bytes = input.iter();
     while let Some(&b) = bytes.next() {
-        if b == b'%' {
+        let byte = if b == b'%' {
             let hi = bytes.next().and_then(|&h| (h as char).to_digit(16));
             let lo = bytes.next().and_then(|&l| (l as char).to_digit(16));
             match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+                (Some(hi), Some(lo)) => (hi * 16 + lo) as u8,
                 _ => return Err(HttpError::BadRequest("invalid percent-encoding")),
             }
         } else {
-            out.push(b);
-        }
+            b
+        };
+        // Each output byte consumes at least one input byte, so `len` stays in bounds.
+        let Some(slot) = out.get_mut(len) else {
+            return Err(HttpError::Internal);
+        };
+        *slot = byte;
+        len += 1;
     }
-    Ok(out)
+    Ok(len)
 }
 
 /// Bytes escaped when a decoded segment goes back into a URL (a `Location`, a listing href).

@@ -9,7 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use super::write::{After, Outgoing};
-use super::Context;
+use super::{Context, Recorder};
 use crate::error::HttpError;
 use crate::handler;
 use crate::panics;
@@ -22,11 +22,12 @@ pub(super) fn answer(
     peer: SocketAddr,
     ctx: &Context,
     output: &mut Vec<u8>,
-    clock: &mut Clock,
-    request: Request,
+    rec: &mut Recorder,
+    request: Request<'_>,
     input: &[u8],
     head_len: usize,
-) -> (Box<Outgoing>, usize) {
+) -> (Outgoing, usize) {
+    let clock = &mut rec.clock;
     // A body we are not going to use is skipped if it is already here; otherwise we answer
     // and close, so it can never be read as the next request (RFC 9112 §9.3).
     let mut used = head_len;
@@ -91,39 +92,43 @@ pub(super) fn answer(
     if out.after == After::Close && (body_unread || input.len() > used) {
         out.after = After::Linger;
     }
-    let request_line = format!(
-        "{} {} HTTP/1.{}",
-        request.method.as_str(),
-        request.target,
-        request.minor_version
-    );
+    // httparse reads only HTTP/1.0 and HTTP/1.1, so the minor version is one digit.
+    let minor = [b'0' + request.minor_version.min(9)];
     out.log_as(
-        request_line.into_bytes(),
-        request.referer,
-        request.user_agent,
+        &mut rec.text,
+        &[
+            request.method.as_str().as_bytes(),
+            b" ",
+            request.target.as_bytes(),
+            b" HTTP/1.",
+            &minor,
+        ],
+        request.referer.as_deref(),
+        request.user_agent.as_deref(),
     );
     (out, used)
 }
 
 /// The 500 that replaces a reply that could not be made; the connection closes after it.
-fn fault_reply(ctx: &Context, head_only: bool, clock: &mut Clock) -> Box<Outgoing> {
+fn fault_reply(ctx: &Context, head_only: bool, clock: &mut Clock) -> Outgoing {
     let response = ctx.site.pages.render(HttpError::Internal);
     // A rare path, so a fresh buffer is fine.
     Outgoing::new(response, head_only, false, clock.now(), &mut Vec::new())
 }
 
 /// An error reply for a request we could not (fully) parse, or one that took too long, or
-/// that the server has no room for. The connection lingers after it.
+/// that the server has no room for, logged as `request_line`. The connection lingers after
+/// it.
 pub(super) fn error_reply(
     ctx: &Context,
     output: &mut Vec<u8>,
-    clock: &mut Clock,
+    rec: &mut Recorder,
     err: HttpError,
-    request_line: Vec<u8>,
-) -> Box<Outgoing> {
+    request_line: &[u8],
+) -> Outgoing {
     let response = ctx.site.pages.render(err);
-    let mut out = Outgoing::new(response, false, false, clock.now(), output);
+    let mut out = Outgoing::new(response, false, false, rec.clock.now(), output);
     out.after = After::Linger;
-    out.log_as(request_line, None, None);
+    out.log_as(&mut rec.text, &[request_line], None, None);
     out
 }

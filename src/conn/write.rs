@@ -87,10 +87,55 @@ enum Chunk {
 /// What a reply's access-log line says besides the bytes sent, kept until the reply ends.
 #[derive(Debug)]
 struct LogLine {
-    request_line: Vec<u8>,
     status: u16,
-    referer: Option<String>,
-    user_agent: Option<String>,
+    text: LogText,
+}
+
+/// The request as the access log names it: copied out of the request head, because the head
+/// is drained from the input (and the request that borrowed it gone) before a reply ends.
+/// The buffers are the worker's, lent to each reply and given back when it ends
+/// ([`Outgoing::give_back_buffers`]), so once they have grown the copy allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct LogText {
+    request_line: Vec<u8>,
+    /// The Referer, then the User-Agent.
+    fields: String,
+    /// Where the Referer ends in `fields`, if one was sent.
+    referer_end: Option<usize>,
+    user_agent: bool,
+}
+
+impl LogText {
+    /// Takes the buffers of `spare` (leaving it empty) and fills them.
+    fn fill(
+        spare: &mut LogText,
+        request_line: &[&[u8]],
+        referer: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> LogText {
+        let mut text = std::mem::take(spare);
+        text.request_line.clear();
+        for part in request_line {
+            text.request_line.extend_from_slice(part);
+        }
+        text.fields.clear();
+        text.referer_end = referer.map(|referer| {
+            text.fields.push_str(referer);
+            text.fields.len()
+        });
+        text.user_agent = user_agent.is_some();
+        text.fields.push_str(user_agent.unwrap_or(""));
+        text
+    }
+
+    fn referer(&self) -> Option<&str> {
+        self.referer_end.map(|end| &self.fields[..end])
+    }
+
+    fn user_agent(&self) -> Option<&str> {
+        let start = self.referer_end.unwrap_or(0);
+        self.user_agent.then(|| &self.fields[start..])
+    }
 }
 
 /// Where [`Outgoing::send`] stopped.
@@ -116,10 +161,10 @@ impl Outgoing {
         keep_alive: bool,
         date: &str,
         buf: &mut Vec<u8>,
-    ) -> Box<Outgoing> {
+    ) -> Outgoing {
         response.encode_head(date, keep_alive, buf);
         let has_body = !head_only && response.has_body();
-        let mut out = Box::new(Outgoing {
+        let mut out = Outgoing {
             head_len: buf.len() as u64,
             bytes: std::mem::take(buf),
             pos: 0,
@@ -134,17 +179,15 @@ impl Outgoing {
                 After::Close
             },
             log: LogLine {
-                request_line: Vec::new(),
                 status: response.status,
-                referer: None,
-                user_agent: None,
+                text: LogText::default(),
             },
             last_progress: Instant::now(),
             unsent: None,
             next_sample: Instant::now(),
             send_timeout: Duration::ZERO,
             file_slot: None,
-        });
+        };
         if !has_body {
             return out;
         }
@@ -195,16 +238,17 @@ impl Outgoing {
         Ok(())
     }
 
-    /// Names the request in the reply's access-log line.
+    /// Names the request in the reply's access-log line: the request line is `request_line`
+    /// joined, copied into the buffers of `spare` (the worker's, given back by
+    /// [`Outgoing::give_back_buffers`]).
     pub(super) fn log_as(
         &mut self,
-        request_line: Vec<u8>,
-        referer: Option<String>,
-        user_agent: Option<String>,
+        spare: &mut LogText,
+        request_line: &[&[u8]],
+        referer: Option<&str>,
+        user_agent: Option<&str>,
     ) {
-        self.log.request_line = request_line;
-        self.log.referer = referer;
-        self.log.user_agent = user_agent;
+        self.log.text = LogText::fill(spare, request_line, referer, user_agent);
     }
 
     /// Bytes sent so far, head included.
@@ -346,20 +390,27 @@ impl Outgoing {
             &Entry {
                 client,
                 time,
-                request_line: &self.log.request_line,
+                request_line: &self.log.text.request_line,
                 status: self.log.status,
                 bytes: self.sent.saturating_sub(self.head_len),
-                referer: self.log.referer.as_deref(),
-                user_agent: self.log.user_agent.as_deref(),
+                referer: self.log.text.referer(),
+                user_agent: self.log.text.user_agent(),
             },
             second,
         );
     }
 
-    /// Gives the head's buffer back to the worker for its next reply, if it is the larger.
-    pub(super) fn give_back_buffer(&mut self, output: &mut Vec<u8>) {
+    /// Gives the head's buffer and the log line's buffers back to the worker for its next
+    /// reply, each if it is the larger. Call once the reply has been logged.
+    pub(super) fn give_back_buffers(&mut self, output: &mut Vec<u8>, spare: &mut LogText) {
         if self.bytes.capacity() >= output.capacity() {
             *output = std::mem::take(&mut self.bytes);
+        }
+        let text = &mut self.log.text;
+        if text.request_line.capacity() + text.fields.capacity()
+            >= spare.request_line.capacity() + spare.fields.capacity()
+        {
+            *spare = std::mem::take(text);
         }
     }
 }
