@@ -2,7 +2,7 @@
 //! validated conversion from them to the [`Config`] the server runs with
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
-//! May use: error, files (to open the root), handler (the `Site` it fills).
+//! May use: error, files (to open the root), filecache, handler (the `Site` it fills).
 //!
 //! A new flag is a field in [`Args`] (name, default and help together), then its checked
 //! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field
@@ -11,11 +11,13 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 use crate::error::ErrorPages;
+use crate::filecache::FileCache;
 use crate::files::Root;
 use crate::handler::Site;
 
@@ -78,6 +80,11 @@ pub struct Args {
     /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
     #[argh(option)]
     pub cache_control: Option<String>,
+    /// bytes of small file bodies the open-file cache keeps in memory, with suffix K, M or G;
+    /// 0 turns the cache off (do so on NFS and other filesystems whose changes inotify does
+    /// not see) (default: 64M)
+    #[argh(option, default = "String::from(\"64M\")")]
+    pub file_cache: String,
     /// debug logging (RUST_LOG works too)
     #[argh(switch, short = 'd')]
     pub debug: bool,
@@ -165,6 +172,8 @@ pub struct Config {
     pub access_log: LogTo,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
+    /// Whether the file cache is on and, if off, why: for the log at start-up.
+    pub file_cache_note: String,
 }
 
 /// A setting that cannot work, worded for the person who typed it.
@@ -209,6 +218,16 @@ impl Config {
         let pages =
             ErrorPages::load(args.error_pages.as_deref(), root.path()).map_err(ConfigError)?;
         let dispatch = Dispatch::parse(&args.dispatch)?;
+        let (cache, file_cache_note) = match parse_size(&args.file_cache)? {
+            0 => (None, "file cache: off (--file-cache 0)".to_owned()),
+            bytes => match FileCache::new(&root, bytes) {
+                Ok(cache) => (
+                    Some(Arc::new(cache)),
+                    format!("file cache: {bytes} bytes of bodies, kept exact by inotify"),
+                ),
+                Err(why) => (None, format!("file cache: off ({why})")),
+            },
+        };
         Ok(Config {
             site: Site {
                 root,
@@ -216,7 +235,9 @@ impl Config {
                 health,
                 cache_control,
                 pages,
+                cache,
             },
+            file_cache_note,
             workers: args.workers,
             addr: SocketAddr::new(ip, args.port),
             deadlines: Deadlines {
@@ -270,6 +291,23 @@ fn parse_host(host: &str) -> Result<IpAddr, ConfigError> {
 }
 
 /// `--health PATH`: an absolute URL path, compared verbatim with request targets.
+/// A byte count with an optional binary suffix: `0`, `65536`, `512K`, `64M`, `1G`.
+fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        ConfigError(format!(
+            "--file-cache {text:?}: expected bytes, e.g. 0, 512K, 64M, 1G"
+        ))
+    };
+    let (digits, shift) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value: u64 = digits.parse().map_err(|_| bad())?;
+    value.checked_mul(1 << shift).ok_or_else(bad)
+}
+
 fn url_path(path: String) -> Result<String, ConfigError> {
     if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('?') {
         return Err(ConfigError(format!(
