@@ -20,6 +20,7 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::HttpError;
@@ -333,6 +334,10 @@ pub struct FileCache {
     state: Mutex<State>,
     /// The inotify instance (add_watch needs no lock).
     inotify: Arc<OwnedFd>,
+    /// Drains begun so far (bumped under the lock, before the read): a lookup that finds
+    /// it moved since it arrived knows a drain that began after it arrived has been
+    /// applied, and needs no read of its own (waiters under load share one read).
+    drains: AtomicU64,
 }
 
 impl std::fmt::Debug for FileCache {
@@ -408,6 +413,7 @@ impl FileCache {
                 events: Vec::new(),
             }),
             inotify,
+            drains: AtomicU64::new(0),
         };
         // The root must be watchable through /proc/self/fd.
         let wd = cache
@@ -450,8 +456,14 @@ impl FileCache {
     /// The cached answer for `key` after applying every queued event, or the epoch a miss
     /// starts from.
     fn get(&self, key: &[u8]) -> Result<Value, u64> {
+        let arrived = self.drains.load(Ordering::SeqCst);
         let mut state = self.lock();
-        state.drain();
+        // Exact either way: a drain begun after this lookup arrived read every event queued
+        // before it, and drains run whole under the lock, so that one is applied by now.
+        if self.drains.load(Ordering::SeqCst) == arrived {
+            self.drains.fetch_add(1, Ordering::SeqCst);
+            state.drain();
+        }
         if state.broken {
             return Err(state.epoch);
         }
