@@ -11,13 +11,12 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use argh::FromArgs;
 
 use crate::error::ErrorPages;
-use crate::filecache::FileCache;
+use crate::filecache;
 use crate::files::Root;
 use crate::handler::Site;
 
@@ -218,16 +217,8 @@ impl Config {
         let pages =
             ErrorPages::load(args.error_pages.as_deref(), root.path()).map_err(ConfigError)?;
         let dispatch = Dispatch::parse(&args.dispatch)?;
-        let (cache, file_cache_note) = match parse_size(&args.file_cache)? {
-            0 => (None, "file cache: off (--file-cache 0)".to_owned()),
-            bytes => match FileCache::new(&root, bytes) {
-                Ok(cache) => (
-                    Some(Arc::new(cache)),
-                    format!("file cache: {bytes} bytes of bodies, kept exact by inotify"),
-                ),
-                Err(why) => (None, format!("file cache: off ({why})")),
-            },
-        };
+        let (cache, file_cache_note) =
+            filecache::from_flag(&root, &args.file_cache).map_err(ConfigError)?;
         Ok(Config {
             site: Site {
                 root,
@@ -291,23 +282,6 @@ fn parse_host(host: &str) -> Result<IpAddr, ConfigError> {
 }
 
 /// `--health PATH`: an absolute URL path, compared verbatim with request targets.
-/// A byte count with an optional binary suffix: `0`, `65536`, `512K`, `64M`, `1G`.
-fn parse_size(text: &str) -> Result<u64, ConfigError> {
-    let bad = || {
-        ConfigError(format!(
-            "--file-cache {text:?}: expected bytes, e.g. 0, 512K, 64M, 1G"
-        ))
-    };
-    let (digits, shift) = match text.as_bytes().last() {
-        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
-        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
-        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
-        _ => (text, 0),
-    };
-    let value: u64 = digits.parse().map_err(|_| bad())?;
-    value.checked_mul(1 << shift).ok_or_else(bad)
-}
-
 fn url_path(path: String) -> Result<String, ConfigError> {
     if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('?') {
         return Err(ConfigError(format!(

@@ -14,19 +14,14 @@
 //! route the lookup really took. Not seen, hence `--file-cache 0`: writes through a shared
 //! mmap, changes made by another host (NFS, CIFS), mounts over a directory in the root.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::ffi::CString;
 use std::fs::{File, Metadata};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::error::HttpError;
-use crate::files::{self, RelPath, Resolution, Resolved, Root};
+use crate::files::{self, RelPath, Resolved, Root};
 use crate::negotiate::Coding;
-use crate::sys::{self, InotifyEvent};
 use crate::url::SafePath;
 
 /// Bodies up to this size are kept in memory (the connection's one-write limit,
@@ -152,15 +147,15 @@ pub fn resolve(
             cache.finish(
                 key,
                 epoch,
-                &plan,
+                plan.wds(),
                 admitted.map(|()| Value::Found(Arc::clone(found))),
             );
         }
         Err(HttpError::NotFound) => {
             let admitted = plan.admit_missing(root);
-            cache.finish(key, epoch, &plan, admitted.map(|()| Value::Missing));
+            cache.finish(key, epoch, plan.wds(), admitted.map(|()| Value::Missing));
         }
-        _ => cache.finish(key, epoch, &plan, None),
+        _ => cache.finish(key, epoch, plan.wds(), None),
     }
     result
 }
@@ -328,317 +323,36 @@ impl Plan {
     }
 }
 
-/// The cache: entries, the watches they depend on, and the inotify instance, all behind one
-/// lock (a hit must drain the events and look up as one step; see the module note).
-pub struct FileCache {
-    state: Mutex<State>,
-    /// The inotify instance (add_watch needs no lock).
-    inotify: Arc<OwnedFd>,
-    /// Drains begun so far (bumped under the lock, before the read): a lookup that finds
-    /// it moved since it arrived knows a drain that began after it arrived has been
-    /// applied, and needs no read of its own (waiters under load share one read).
-    drains: AtomicU64,
+mod state;
+
+pub use state::FileCache;
+
+/// `--file-cache SIZE`: the cache (none for `0`, or where it cannot be exact) and a line
+/// saying so for the start-up log; an unreadable SIZE is an error for the user.
+pub fn from_flag(root: &Root, size: &str) -> Result<(Option<Arc<FileCache>>, String), String> {
+    Ok(match parse_size(size)? {
+        0 => (None, "file cache: off (--file-cache 0)".to_owned()),
+        bytes => match FileCache::new(root, bytes) {
+            Ok(cache) => (
+                Some(Arc::new(cache)),
+                format!("file cache: {bytes} bytes of bodies, kept exact by inotify"),
+            ),
+            Err(why) => (None, format!("file cache: off ({why})")),
+        },
+    })
 }
 
-impl std::fmt::Debug for FileCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.lock();
-        f.debug_struct("FileCache")
-            .field("entries", &state.entries.len())
-            .field("bytes", &state.bytes)
-            .field("files", &state.files)
-            .finish()
-    }
-}
-
-struct Entry {
-    value: Value,
-    wds: Vec<i32>,
-    bytes: usize,
-    files: usize,
-    seq: u64,
-}
-
-struct State {
-    inotify: Arc<OwnedFd>,
-    entries: HashMap<Box<[u8]>, Entry>,
-    /// Watch → the keys that depend on it.
-    deps: HashMap<i32, HashSet<Box<[u8]>>>,
-    /// Keys in insertion order, for eviction (stale pairs are skipped).
-    order: VecDeque<(Box<[u8]>, u64)>,
-    /// Counts every event applied and every watch removed: a miss that saw it change while
-    /// it ran is not admitted.
-    epoch: u64,
-    seq: u64,
-    bytes: usize,
-    files: usize,
-    max_bytes: usize,
-    max_files: usize,
-    /// Reading the events failed: nothing is cached any more.
-    broken: bool,
-    events: Vec<InotifyEvent>,
-}
-
-/// The cache's size at a glance (tests, debugging).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub entries: usize,
-    pub bytes: usize,
-    pub files: usize,
-    pub watches: usize,
-}
-
-impl FileCache {
-    /// A cache of at most `max_bytes` of bodies for paths beneath `root`; `None` where it
-    /// could not be exact: the component walk (no `RESOLVE_NO_SYMLINKS` check), or no
-    /// inotify, or no `/proc` to name the root's descriptor.
-    pub fn new(root: &Root, max_bytes: u64) -> Result<FileCache, String> {
-        if root.resolution() != Resolution::Openat2 {
-            return Err("needs openat2 path resolution".into());
-        }
-        let inotify = Arc::new(sys::inotify_init().map_err(|err| format!("inotify: {err}"))?);
-        let cache = FileCache {
-            state: Mutex::new(State {
-                inotify: Arc::clone(&inotify),
-                entries: HashMap::new(),
-                deps: HashMap::new(),
-                order: VecDeque::new(),
-                epoch: 0,
-                seq: 0,
-                bytes: 0,
-                files: 0,
-                max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
-                max_files: MAX_FILES,
-                broken: false,
-                events: Vec::new(),
-            }),
-            inotify,
-            drains: AtomicU64::new(0),
-        };
-        // The root must be watchable through /proc/self/fd.
-        let wd = cache
-            .watch(root, None, true)
-            .map_err(|err| format!("cannot watch the root: {err}"))?;
-        let _ = sys::inotify_rm_watch(cache.inotify.as_fd(), wd);
-        Ok(cache)
-    }
-
-    /// Caps the open files cached entries hold (the server sets it from the descriptor
-    /// limit before serving).
-    pub fn set_max_files(&self, max: usize) {
-        let mut state = self.lock();
-        state.max_files = max;
-        state.evict(0, 0, &[]);
-    }
-
-    pub fn max_files(&self) -> usize {
-        self.lock().max_files
-    }
-
-    pub fn usage(&self) -> Usage {
-        let state = self.lock();
-        Usage {
-            entries: state.entries.len(),
-            bytes: state.bytes,
-            files: state.files,
-            watches: state.deps.len(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied change that matters:
-        // at worst an entry is missing. Keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The cached answer for `key` after applying every queued event, or the epoch a miss
-    /// starts from.
-    fn get(&self, key: &[u8]) -> Result<Value, u64> {
-        let arrived = self.drains.load(Ordering::SeqCst);
-        let mut state = self.lock();
-        // Exact either way: a drain begun after this lookup arrived read every event queued
-        // before it, and drains run whole under the lock, so that one is applied by now.
-        if self.drains.load(Ordering::SeqCst) == arrived {
-            self.drains.fetch_add(1, Ordering::SeqCst);
-            state.drain();
-        }
-        if state.broken {
-            return Err(state.epoch);
-        }
-        match state.entries.get(key) {
-            Some(entry) => Ok(entry.value.clone()),
-            None => Err(state.epoch),
-        }
-    }
-
-    /// Watches `rel` (the root for `None`) without following a final symlink; `dir` insists
-    /// on a directory.
-    fn watch(&self, root: &Root, rel: Option<&RelPath>, dir: bool) -> io::Result<i32> {
-        let mut path = root.proc_path();
-        if let Some(rel) = rel {
-            path.push(b'/');
-            path.extend_from_slice(rel.as_bytes());
-        }
-        let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mut mask = EVENTS;
-        // Not for the root itself: its last component is the /proc magic link to follow.
-        if rel.is_some() {
-            mask |= libc::IN_DONT_FOLLOW;
-        }
-        if dir {
-            mask |= libc::IN_ONLYDIR;
-        }
-        sys::inotify_add_watch(self.inotify.as_fd(), &path, mask)
-    }
-
-    /// Ends a miss that started at `epoch`: inserts `value` if it was admitted and nothing
-    /// changed meanwhile; else drops the watches nobody uses.
-    fn finish(&self, key: Box<[u8]>, epoch: u64, plan: &Plan, value: Option<Value>) {
-        let wds = plan.wds();
-        let mut state = self.lock();
-        state.drain();
-        match value {
-            Some(value) if !state.broken && state.epoch == epoch => {
-                state.insert(key, value, wds);
-            }
-            _ => state.release(&wds),
-        }
-    }
-}
-
-impl State {
-    /// Applies every queued event: each drops the entries that depend on its watch; an
-    /// overflow (events lost) or a failed read drops everything.
-    fn drain(&mut self) {
-        let mut events = std::mem::take(&mut self.events);
-        events.clear();
-        let inotify = Arc::clone(&self.inotify);
-        if let Err(err) = sys::inotify_drain(inotify.as_fd(), &mut events) {
-            log::warn!("file cache off: reading inotify failed: {err}");
-            self.broken = true;
-            self.clear();
-        }
-        for event in &events {
-            // IN_IGNORED only says a watch is gone: ours (counted when removed) or its
-            // inode's, after the IN_DELETE_SELF that counted.
-            if event.mask & libc::IN_IGNORED == 0 {
-                self.epoch += 1;
-            }
-            if event.mask & libc::IN_Q_OVERFLOW != 0 {
-                self.clear();
-                continue;
-            }
-            if let Some(keys) = self.deps.get(&event.wd) {
-                let keys: Vec<Box<[u8]>> = keys.iter().cloned().collect();
-                for key in keys {
-                    self.remove(&key, &[]);
-                }
-            }
-            if event.mask & libc::IN_IGNORED != 0 {
-                // The watch is gone (removed, or its inode deleted).
-                self.deps.remove(&event.wd);
-            }
-        }
-        self.events = events;
-    }
-
-    fn clear(&mut self) {
-        let keys: Vec<Box<[u8]>> = self.entries.keys().cloned().collect();
-        for key in keys {
-            self.remove(&key, &[]);
-        }
-        self.order.clear();
-    }
-
-    /// Drops `key`, and each watch only it used except those in `keep` (a removed watch
-    /// bumps the epoch: a miss that planned to rely on it is not admitted).
-    fn remove(&mut self, key: &[u8], keep: &[i32]) {
-        let Some(entry) = self.entries.remove(key) else {
-            return;
-        };
-        self.bytes -= entry.bytes;
-        self.files -= entry.files;
-        for wd in entry.wds {
-            if let Some(keys) = self.deps.get_mut(&wd) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.deps.remove(&wd);
-                    if !keep.contains(&wd) {
-                        self.unwatch(wd);
-                    }
-                }
-            }
-        }
-    }
-
-    fn unwatch(&mut self, wd: i32) {
-        let _ = sys::inotify_rm_watch(self.inotify.as_fd(), wd);
-        self.epoch += 1;
-    }
-
-    /// Removes the watches in `wds` that no entry depends on (a miss that was not admitted).
-    fn release(&mut self, wds: &[i32]) {
-        for &wd in wds {
-            if !self.deps.contains_key(&wd) {
-                self.unwatch(wd);
-            }
-        }
-    }
-
-    fn insert(&mut self, key: Box<[u8]>, value: Value, wds: Vec<i32>) {
-        let (bytes, files) = match &value {
-            Value::Found(found) => (found.weight(), found.reps.len()),
-            Value::Missing => (0, 0),
-        };
-        self.remove(&key, &wds);
-        if bytes > self.max_bytes || files > self.max_files {
-            self.release(&wds);
-            return;
-        }
-        self.evict(bytes, files, &wds);
-        self.seq += 1;
-        let seq = self.seq;
-        for &wd in &wds {
-            self.deps.entry(wd).or_default().insert(key.clone());
-        }
-        self.order.push_back((key.clone(), seq));
-        self.bytes += bytes;
-        self.files += files;
-        self.entries.insert(
-            key,
-            Entry {
-                value,
-                wds,
-                bytes,
-                files,
-                seq,
-            },
-        );
-        // Invalidated keys leave stale pairs behind: keep the queue proportional.
-        if self.order.len() > 2 * MAX_ENTRIES {
-            let entries = &self.entries;
-            self.order
-                .retain(|(key, seq)| entries.get(key).is_some_and(|e| e.seq == *seq));
-        }
-    }
-
-    /// Evicts the oldest entries until `bytes` and `files` more fit (first in, first out:
-    /// cheap and bounded; a hit never needs the lock for longer than a lookup).
-    fn evict(&mut self, bytes: usize, files: usize, keep: &[i32]) {
-        while self.bytes + bytes > self.max_bytes
-            || self.files + files > self.max_files
-            || self.entries.len() >= MAX_ENTRIES
-        {
-            let Some((key, seq)) = self.order.pop_front() else {
-                break;
-            };
-            if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
-                self.remove(&key, keep);
-            }
-        }
-    }
+/// A byte count with an optional binary suffix: `0`, `65536`, `512K`, `64M`, `1G`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("--file-cache {text:?}: expected bytes, e.g. 0, 512K, 64M, 1G");
+    let (digits, shift) = match text.as_bytes().last() {
+        Some(b'K' | b'k') => (&text[..text.len() - 1], 10),
+        Some(b'M' | b'm') => (&text[..text.len() - 1], 20),
+        Some(b'G' | b'g') => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value: u64 = digits.parse().map_err(|_| bad())?;
+    value.checked_mul(1 << shift).ok_or_else(bad)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::*;
+use crate::files::Resolution;
 use crate::url::decode_path;
 
 struct Dir(PathBuf);
@@ -164,4 +165,16 @@ fn variants_are_cached_with_the_file_and_their_changes_seen() {
     assert_eq!(found(&cache), vec![Coding::Gzip]);
     fs::remove_file(dir.0.join("p.html.gz")).unwrap();
     assert!(found(&cache).is_empty());
+}
+
+#[test]
+fn sizes_take_binary_suffixes() {
+    assert_eq!(parse_size("0"), Ok(0));
+    assert_eq!(parse_size("65536"), Ok(65536));
+    assert_eq!(parse_size("512K"), Ok(512 << 10));
+    assert_eq!(parse_size("64M"), Ok(64 << 20));
+    assert_eq!(parse_size("1g"), Ok(1 << 30));
+    for bad in ["", "M", "-1", "1.5M", "1T", "99999999999G"] {
+        assert!(parse_size(bad).is_err(), "{bad}");
+    }
 }
