@@ -2,7 +2,7 @@
 //! validated conversion from them to the [`Config`] the server runs with
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
-//! May use: error, files (to open the root), handler (the `Site` it fills).
+//! May use: error, files (to open the root), filecache, handler (the `Site` it fills).
 //!
 //! A new flag is a field in [`Args`] (name, default and help together), then its checked
 //! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field
@@ -16,6 +16,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::error::ErrorPages;
+use crate::filecache;
 use crate::files::Root;
 use crate::handler::Site;
 
@@ -78,6 +79,11 @@ pub struct Args {
     /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
     #[argh(option)]
     pub cache_control: Option<String>,
+    /// bytes of small file bodies the open-file cache keeps in memory, with suffix K, M or G;
+    /// 0 turns the cache off (do so on NFS and other filesystems whose changes inotify does
+    /// not see) (default: 64M)
+    #[argh(option, default = "String::from(\"64M\")")]
+    pub file_cache: String,
     /// debug logging (RUST_LOG works too)
     #[argh(switch, short = 'd')]
     pub debug: bool,
@@ -165,6 +171,8 @@ pub struct Config {
     pub access_log: LogTo,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
+    /// Whether the file cache is on and, if off, why: for the log at start-up.
+    pub file_cache_note: String,
 }
 
 /// A setting that cannot work, worded for the person who typed it.
@@ -209,6 +217,8 @@ impl Config {
         let pages =
             ErrorPages::load(args.error_pages.as_deref(), root.path()).map_err(ConfigError)?;
         let dispatch = Dispatch::parse(&args.dispatch)?;
+        let (cache, file_cache_note) =
+            filecache::from_flag(&root, &args.file_cache).map_err(ConfigError)?;
         Ok(Config {
             site: Site {
                 root,
@@ -216,7 +226,9 @@ impl Config {
                 health,
                 cache_control,
                 pages,
+                cache,
             },
+            file_cache_note,
             workers: args.workers,
             addr: SocketAddr::new(ip, args.port),
             deadlines: Deadlines {

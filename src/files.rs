@@ -10,7 +10,7 @@ use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -170,6 +170,26 @@ impl Root {
         }
     }
 
+    /// `/proc/self/fd/N` for the root's descriptor: a path that names the very directory
+    /// lookups start from (the file cache's watches are set up by path).
+    pub fn proc_path(&self) -> Vec<u8> {
+        format!("/proc/self/fd/{}", self.fd.as_raw_fd()).into_bytes()
+    }
+
+    /// Describes what `rel` names if it is reached without any symlink on the way (openat2
+    /// `RESOLVE_NO_SYMLINKS`, `O_PATH`: nothing is opened for reading): ELOOP if a symlink
+    /// is met. The file cache keeps only what this reaches too, so its watches follow the
+    /// route the lookup took.
+    pub fn lookup_without_symlinks(&self, rel: &RelPath) -> io::Result<Metadata> {
+        let fd = sys::openat2(
+            self.fd.as_fd(),
+            &rel.0,
+            libc::O_PATH,
+            BENEATH | libc::RESOLVE_NO_SYMLINKS,
+        )?;
+        File::from(fd).metadata()
+    }
+
     /// Opens `rel` for reading and describes what was opened (fstat on the descriptor, so
     /// the answer is about the very file we hold).
     fn open_file(&self, rel: &RelPath) -> io::Result<(File, Metadata)> {
@@ -258,7 +278,7 @@ impl RelPath {
     }
 
     /// `self` with `suffix` appended to its last name (`a/b.html` → `a/b.html.gz`).
-    fn with_suffix(&self, suffix: &str) -> Option<RelPath> {
+    pub fn with_suffix(&self, suffix: &str) -> Option<RelPath> {
         CString::new([self.as_bytes(), suffix.as_bytes()].concat())
             .ok()
             .map(RelPath)

@@ -1,7 +1,7 @@
 //! One parsed request → one `Response`, in the order RFC 9110 wants the checks: method,
 //! health check, target, path safety, resolution, content negotiation, preconditions,
 //! range, reply headers. No sockets. May use: request, url, files, negotiate, conditional,
-//! range, listing, response, error, status.
+//! range, listing, response, error, status, filecache.
 
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
@@ -9,10 +9,12 @@ use std::fs::{File, Metadata};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conditional::{self, Outcome, Validators};
 use crate::error::{ErrorPages, HttpError};
+use crate::filecache::{self, FileCache, Found, Lookup};
 use crate::files::{self, RelPath, Resolved, Root};
 use crate::listing;
 use crate::negotiate::{self, Coding};
@@ -34,6 +36,8 @@ pub struct Site {
     /// `--cache-control VALUE`: sent on 200, 206 and 304 file responses.
     pub cache_control: Option<String>,
     pub pages: ErrorPages,
+    /// `--file-cache SIZE`: what lookups found, kept exact by inotify (`None`: off).
+    pub cache: Option<Arc<FileCache>>,
 }
 
 /// The reply to `request`.
@@ -49,7 +53,12 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
         return Ok(health());
     }
     let path = url::decode_path(target.path)?;
-    match files::resolve(&site.root, &path, target.query)? {
+    let resolved = match filecache::resolve(site.cache.as_deref(), &site.root, &path, target.query)?
+    {
+        Lookup::File(found) => return file_reply(request, site, &found),
+        Lookup::Other(resolved) => resolved,
+    };
+    match *resolved {
         Resolved::Redirect(location) => Ok(redirect(location)),
         Resolved::Directory { dir, meta, rel } if site.list => {
             listing(request, site, &path, (&dir, &meta, &rel), target.query)
@@ -58,12 +67,8 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
         // tell (GitHub Pages and Caddy answer 404 too): it does not reveal which directories
         // exist.
         Resolved::Directory { .. } => Err(HttpError::NotFound),
-        Resolved::File {
-            file,
-            meta,
-            content_type,
-            rel,
-        } => file_reply(request, site, file, meta, content_type, &rel),
+        // filecache::resolve hands every file over as `Lookup::File`.
+        Resolved::File { .. } => Err(HttpError::Internal),
     }
 }
 
@@ -96,16 +101,8 @@ fn redirect(location: String) -> Response {
 }
 
 /// A file, after negotiation (RFC 9110 §12.5.3), preconditions (§13.2.2) and ranges (§14).
-fn file_reply(
-    request: &Request,
-    site: &Site,
-    file: File,
-    meta: Metadata,
-    content_type: &'static str,
-    rel: &RelPath,
-) -> Result<Response, HttpError> {
-    let variants = files::variants(&site.root, rel);
-    let available: Vec<Coding> = variants.iter().map(|variant| variant.coding).collect();
+fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response, HttpError> {
+    let available = &found.available;
     // Every reply for a resource that has variants says the choice depended on the field.
     let vary = |mut response: Response| {
         if !available.is_empty() {
@@ -114,21 +111,15 @@ fn file_reply(
         response
     };
     let fields = &request.fields;
-    let Some(coding) = negotiate::choose(fields.accept_encoding.as_deref(), &available) else {
+    let Some(coding) = negotiate::choose(fields.accept_encoding.as_deref(), available) else {
         return Ok(vary(site.pages.render(HttpError::NotAcceptable)));
     };
-    let (file, meta) = match coding {
-        Coding::Identity => (file, meta),
-        coding => match variants
-            .into_iter()
-            .find(|variant| variant.coding == coding)
-        {
-            Some(variant) => (variant.file, variant.meta),
-            // choose() picks only from `available`.
-            None => return Err(HttpError::Internal),
-        },
+    // choose() picks only from `available` (or the identity, always first).
+    let Some(rep) = found.reps.iter().find(|rep| rep.coding == coding) else {
+        return Err(HttpError::Internal);
     };
-    let etag = etag(&meta, coding);
+    let (file, meta, content_type) = (&rep.file, &rep.meta, found.content_type);
+    let etag = etag(meta, coding);
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     let now = SystemTime::now();
     // RFC 9110 §8.8.2.1: a modification time in the future is replaced by now; compare what
@@ -155,14 +146,16 @@ fn file_reply(
             };
             match ranges {
                 Ranges::Full => {
-                    let mut response = Response::new(
-                        200,
-                        Body::File {
-                            file,
+                    // A body the cache holds in memory (its length is the fstat's).
+                    let body = match &rep.body {
+                        Some(body) => Body::Shared(Arc::clone(body)),
+                        None => Body::File {
+                            file: Arc::clone(file),
                             offset: 0,
                             len,
                         },
-                    );
+                    };
+                    let mut response = Response::new(200, body);
                     response.content_type = Some(content_type.into());
                     response
                 }
@@ -171,7 +164,7 @@ fn file_reply(
                     let mut response = Response::new(
                         206,
                         Body::File {
-                            file,
+                            file: Arc::clone(file),
                             offset: range.start,
                             len: range.len,
                         },
@@ -183,7 +176,8 @@ fn file_reply(
                     response
                 }
                 Ranges::Partial(ranges) => {
-                    let (body, multipart_type) = multipart(file, &ranges, content_type, len);
+                    let (body, multipart_type) =
+                        multipart(Arc::clone(file), &ranges, content_type, len);
                     let mut response = Response::new(206, body);
                     response.content_type = Some(multipart_type.into());
                     response
@@ -218,7 +212,7 @@ fn file_reply(
 
 /// A `multipart/byteranges` body (RFC 9110 §14.6) over `ranges` of `file`, and its type.
 fn multipart(
-    file: File,
+    file: Arc<File>,
     ranges: &[ByteRange],
     content_type: &str,
     complete: u64,

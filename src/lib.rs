@@ -10,7 +10,7 @@
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. gets the reply from [`handler::respond`] (`conn/reply.rs` turns a panic into a 500):
 //!    [`url`] splits and decodes the target, [`files`] opens the path beneath the root's
-//!    descriptor, [`negotiate`] picks a precompressed variant, [`conditional`] evaluates
+//!    descriptor (through the [`filecache`], which inotify keeps exact), [`negotiate`] picks a precompressed variant, [`conditional`] evaluates
 //!    preconditions and [`range`] ranges, or [`listing`] renders a directory; a failure is
 //!    an [`error::HttpError`], and the [`status`] table gives every status its reason
 //!    phrase, built-in page and effect on the connection,
@@ -39,6 +39,7 @@ mod conditional;
 mod config;
 mod conn;
 mod error;
+mod filecache;
 mod files;
 mod handler;
 mod listen;

@@ -33,8 +33,10 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     let config = Config::from_args(args).map_err(|err| err.to_string())?;
     let resolution = config.site.root.resolution_note().to_owned();
+    let file_cache = config.file_cache_note.clone();
     let server = Server::bind(config).map_err(|err| err.to_string())?;
     log::info!("{resolution}");
+    log::info!("{file_cache}");
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     shutdown_on_signals(server.shutdown_handle())
         .map_err(|err| format!("cannot install signal handlers: {err}"))?;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::status;
@@ -36,15 +37,17 @@ pub enum Body {
     Empty,
     Static(&'static [u8]),
     Bytes(Vec<u8>),
+    /// A body kept in memory by the file cache, shared by every reply that sends it.
+    Shared(Arc<[u8]>),
     File {
-        file: File,
+        file: Arc<File>,
         offset: u64,
         len: u64,
     },
     /// `multipart/byteranges` (RFC 9110 §14.6): each part's head, then its window of the
     /// file; `closing` ends the last part and the multipart body.
     Multipart {
-        file: File,
+        file: Arc<File>,
         parts: Vec<Part>,
         closing: Vec<u8>,
     },
@@ -65,6 +68,7 @@ impl Body {
             Body::Empty => 0,
             Body::Static(bytes) => bytes.len() as u64,
             Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Shared(bytes) => bytes.len() as u64,
             Body::File { len, .. } => *len,
             Body::Multipart { parts, closing, .. } => {
                 parts
@@ -402,7 +406,7 @@ mod tests {
         let response = Response::new(
             200,
             Body::File {
-                file,
+                file: Arc::new(file),
                 offset: 0,
                 len: (5 << 30) + 7,
             },

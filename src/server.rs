@@ -2,7 +2,7 @@
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
 //! flight finish, each worker writes out its log lines); turns SIGINT/SIGTERM into that
 //! shutdown.
-//! May use: accept, accesslog, config, conn, listen, poller, pool, sys.
+//! May use: accept, accesslog, config, conn, filecache, listen, poller, pool, sys.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -15,6 +15,7 @@ use crate::accept::{self, Acceptor, Stop};
 use crate::accesslog::AccessLog;
 use crate::config::{Config, LogTo};
 use crate::conn::{self, Context, Next, Scratch};
+use crate::filecache;
 use crate::listen;
 use crate::poller::{Parker, Wait};
 use crate::pool::Pool;
@@ -146,11 +147,17 @@ impl Server {
                 })
             })?;
 
-        let fd_budget = accept::connection_budget(
-            sys::raise_open_file_limit(),
-            config.workers,
-            listeners.len(),
-        );
+        let fd_limit = sys::raise_open_file_limit();
+        // The file cache's open files (at most a quarter of the limit) and its inotify
+        // descriptor come off the connections' share.
+        let cache_fds = config.site.cache.as_ref().map_or(0, |cache| {
+            let quarter = usize::try_from(fd_limit / 4).unwrap_or(usize::MAX);
+            cache.set_max_files(filecache::MAX_FILES.min(quarter));
+            cache.max_files() + 1
+        });
+        let fd_budget = accept::connection_budget(fd_limit, config.workers, listeners.len())
+            .saturating_sub(cache_fds)
+            .max(1);
         // Every admitted connection, wherever it is: the stop waits for this to reach zero.
         let open = Arc::new(AtomicUsize::new(0));
         let mut acceptor = Acceptor::new(

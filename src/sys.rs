@@ -14,9 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 // Kept in files of their own so this one stays short; the lint above covers them too.
 mod epoll;
+mod inotify;
 mod process;
 
 pub use epoll::Registered;
+pub use inotify::{inotify_add_watch, inotify_drain, inotify_init, inotify_rm_watch, InotifyEvent};
 pub use process::{cpus_configured, raise_open_file_limit};
 
 // --- files ---

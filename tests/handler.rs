@@ -125,6 +125,7 @@ fn body_of(body: &Body) -> Vec<u8> {
     match body {
         Body::Empty => Vec::new(),
         Body::Static(bytes) => bytes.to_vec(),
+        Body::Shared(bytes) => bytes.to_vec(),
         Body::Bytes(bytes) => bytes.clone(),
         Body::File { file, offset, len } => window(file, *offset, *len),
         Body::Multipart {

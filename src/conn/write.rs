@@ -48,7 +48,7 @@ pub(super) struct Outgoing {
     window: Option<Window>,
     /// What follows: the later parts of a multipart body.
     tail: VecDeque<Chunk>,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     /// Bytes of the response head, which the access log does not count as body.
     head_len: u64,
     /// Bytes sent so far, head included.
@@ -195,6 +195,7 @@ impl Outgoing {
             Body::Empty => {}
             Body::Static(body) => out.bytes.extend_from_slice(body),
             Body::Bytes(body) => out.bytes.extend_from_slice(&body),
+            Body::Shared(body) => out.bytes.extend_from_slice(&body),
             Body::File { file, offset, len } => {
                 out.file = Some(file);
                 out.window = Some(Window { offset, len });
