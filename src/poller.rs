@@ -228,6 +228,9 @@ impl Parker {
     /// `submit` hands a connection back to the workers.
     pub fn run(&self, submit: impl Fn(Conn)) {
         let mut events = Events::new();
+        // Reused across wake-ups: a wake-up allocates nothing.
+        let mut readable = Vec::new();
+        let mut expired = Vec::new();
         let mut next_sweep = Instant::now() + SWEEP;
         loop {
             events.clear();
@@ -239,8 +242,6 @@ impl Parker {
                 }
                 continue;
             }
-            let mut readable = Vec::new();
-            let mut expired = Vec::new();
             let ready = {
                 let mut state = self.state();
                 if let Some(stopping) = &state.stopping {
@@ -316,7 +317,7 @@ impl Parker {
                 mut conn,
                 wait,
                 deadline,
-            } in readable
+            } in readable.drain(..)
             {
                 match wait {
                     Wait::Request | Wait::Write => submit(conn),
@@ -328,7 +329,7 @@ impl Parker {
                     }
                 }
             }
-            for Unparked { mut conn, wait, .. } in expired {
+            for Unparked { mut conn, wait, .. } in expired.drain(..) {
                 // An idle keep-alive connection just closes (as nginx does); half a head
                 // gets its 408 from a worker; a reply the client stopped taking is closed by
                 // a worker, which logs the bytes that went out.
