@@ -39,9 +39,7 @@ impl<J> Submitter<J> {
 }
 
 impl<J: Send + 'static> Pool<J> {
-    /// Starts `size` workers sharing a queue of `queue` jobs. Each worker builds its own state
-    /// with `init` (again after a panic) and runs `handle` for every job it takes. (The
-    /// server needs [`Pool::with_idle`]; this is for tests.)
+    /// [`Pool::with_idle`] with nothing to do when idle: for tests.
     #[cfg(test)]
     pub fn new<S, I, H>(size: usize, queue: usize, init: I, handle: H) -> io::Result<Pool<J>>
     where
@@ -51,8 +49,9 @@ impl<J: Send + 'static> Pool<J> {
         Pool::with_idle(size, queue, init, handle, |_: &mut S| {})
     }
 
-    /// As [`Pool::new`], and each worker runs `idle` on its state whenever it finds the queue
-    /// empty, just before it waits for the next job (and once before it stops, by dropping
+    /// Starts `size` workers sharing a queue of `queue` jobs. Each worker builds its own state
+    /// with `init` (again after a panic), runs `handle` for every job it takes, and runs
+    /// `idle` on its state whenever it finds the queue empty, just before it waits for the next job (and once before it stops, by dropping
     /// the state): the moment to put out what the state has gathered.
     pub fn with_idle<S, I, H, W>(
         size: usize,
