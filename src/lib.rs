@@ -9,15 +9,16 @@
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived, never waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. gets the reply from [`handler::respond`] (`conn/reply.rs` turns a panic into a 500):
-//!    [`url`] splits and decodes the target, [`files`] opens the path beneath the root's
-//!    descriptor (through the [`filecache`], which inotify keeps exact), [`negotiate`] picks a precompressed variant, [`conditional`] evaluates
-//!    preconditions and [`range`] ranges, or [`listing`] renders a directory; a failure is
+//!    [`url`] splits and decodes the target, the [`filecache`] answers what it holds (kept
+//!    exact by inotify) and [`files`] opens the rest beneath the root's descriptor,
+//!    [`negotiate`] picks a precompressed variant, [`conditional`] evaluates preconditions
+//!    and [`range`] ranges, or [`listing`] renders a directory; a failure is
 //!    an [`error::HttpError`], and the [`status`] table gives every status its reason
 //!    phrase, built-in page and effect on the connection,
 //! 5. `conn/write.rs` encodes the [`response`] head and writes head and small body in one
 //!    write, a large body by sendfile, as much as the socket takes without waiting,
-//! 6. logs the reply ([`accesslog`]) once it is all sent (or cut off), and goes on with
-//!    pipelined requests, or
+//! 6. logs the reply ([`accesslog`], into the worker's own buffer) once it is all sent (or
+//!    cut off), and goes on with pipelined requests, or
 //! 7. parks the connection in the [`poller`] until the client sends more, or until it makes
 //!    room for the rest of a reply (so an idle, slow-sending or slow-reading client never
 //!    holds a worker), or closes it.
