@@ -79,7 +79,7 @@ pub struct Args {
     /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
     #[argh(option)]
     pub cache_control: Option<String>,
-    /// bytes of small file bodies the open-file cache keeps in memory, with suffix K, M or G;
+    /// bytes the open-file cache keeps in memory (small bodies, path keys), suffix K, M or G;
     /// 0 turns the cache off (do so on NFS and other filesystems whose changes inotify does
     /// not see) (default: 64M)
     #[argh(option, default = "String::from(\"64M\")")]

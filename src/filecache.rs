@@ -34,6 +34,14 @@ pub const MAX_ENTRIES: usize = 16 * 1024;
 /// The most open files cached entries hold, at most (the server lowers it to a quarter of
 /// the descriptor limit and counts it against the connection budget).
 pub const MAX_FILES: usize = 1024;
+/// The longest path key cached, in bytes: a key is held once per directory it depends on,
+/// so a client asking for long paths must not make that add up.
+pub const MAX_KEY: usize = 256;
+/// The deepest route cached, in directories (each one a watch the entry depends on).
+pub const MAX_DEPTH: usize = 16;
+/// The most inotify watches held at once: they count against the user's system-wide
+/// `max_user_watches` (8192 by default before Linux 5.11), which other programs share.
+pub const MAX_WATCHES: usize = 4096;
 
 /// What changes a lookup's answer, on a directory or on a file.
 const EVENTS: u32 = libc::IN_MODIFY
@@ -335,7 +343,7 @@ pub fn from_flag(root: &Root, size: &str) -> Result<(Option<Arc<FileCache>>, Str
         bytes => match FileCache::new(root, bytes) {
             Ok(cache) => (
                 Some(Arc::new(cache)),
-                format!("file cache: {bytes} bytes of bodies, kept exact by inotify"),
+                format!("file cache: {bytes} bytes of bodies and keys, kept exact by inotify"),
             ),
             Err(why) => (None, format!("file cache: off ({why})")),
         },

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Value, EVENTS, MAX_ENTRIES, MAX_FILES};
+use super::{Value, EVENTS, MAX_DEPTH, MAX_ENTRIES, MAX_FILES, MAX_KEY, MAX_WATCHES};
 use crate::files::{RelPath, Resolution, Root};
 use crate::sys::{self, InotifyEvent};
 
@@ -74,7 +74,7 @@ pub struct Usage {
 }
 
 impl FileCache {
-    /// A cache of at most `max_bytes` of bodies for paths beneath `root`; `None` where it
+    /// A cache of at most `max_bytes` of bodies and keys for paths beneath `root`; `None` where it
     /// could not be exact: the component walk (no `RESOLVE_NO_SYMLINKS` check), or no
     /// inotify, or no `/proc` to name the root's descriptor.
     pub fn new(root: &Root, max_bytes: u64) -> Result<FileCache, String> {
@@ -272,12 +272,21 @@ impl State {
     }
 
     fn insert(&mut self, key: Box<[u8]>, value: Value, wds: Vec<i32>) {
-        let (bytes, files) = match &value {
+        let (body, files) = match &value {
             Value::Found(found) => (found.weight(), found.reps.len()),
             Value::Missing => (0, 0),
         };
+        // The key is held in the map, in the eviction queue and once per watch it depends
+        // on: that counts against the bound as much as a body does.
+        let bytes = body + key.len() * (wds.len() + 2);
         self.remove(&key, &wds);
-        if bytes > self.max_bytes || files > self.max_files {
+        let new_watches = wds.iter().filter(|wd| !self.deps.contains_key(wd)).count();
+        if bytes > self.max_bytes
+            || files > self.max_files
+            || key.len() > MAX_KEY
+            || wds.len() > MAX_DEPTH
+            || self.deps.len() + new_watches > MAX_WATCHES
+        {
             self.release(&wds);
             return;
         }

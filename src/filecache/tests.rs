@@ -131,7 +131,12 @@ fn bodies_and_open_files_stay_within_their_bounds() {
         get(&cache, &root, &format!("/f{i}.txt"));
         assert!(cache.usage().bytes <= 1000);
     }
-    assert_eq!(cache.usage().entries, 10);
+    // 100 bytes of body and a short key held four times (map, queue, two watches) each.
+    assert!(
+        (7..=9).contains(&cache.usage().entries),
+        "{:?}",
+        cache.usage()
+    );
     cache.set_max_files(4);
     assert!(cache.usage().files <= 4);
     for i in 0..20 {
@@ -177,4 +182,22 @@ fn sizes_take_binary_suffixes() {
     for bad in ["", "M", "-1", "1.5M", "1T", "99999999999G"] {
         assert!(parse_size(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn long_keys_deep_routes_and_many_watches_are_not_cached() {
+    let dir = Dir::new("limits");
+    let long = format!("/{}", "n".repeat(MAX_KEY + 10));
+    let deep = format!("/{}x.txt", "d/".repeat(MAX_DEPTH));
+    dir.write(&deep[1..], "deep");
+    let (root, cache) = open(&dir, 1 << 20);
+    // Served, never kept: a client asking for long or deep paths costs the cache nothing.
+    assert_eq!(get(&cache, &root, &long), None);
+    assert_eq!(get(&cache, &root, &deep).as_deref(), Some(&b"deep"[..]));
+    assert_eq!(cache.usage().entries, 0, "{:?}", cache.usage());
+    assert_eq!(cache.usage().watches, 0, "{:?}", cache.usage());
+    // A short path at the top is kept, its key counted against the bound.
+    assert_eq!(get(&cache, &root, "/missing"), None);
+    assert_eq!(cache.usage().entries, 1);
+    assert!(cache.usage().bytes >= "missing".len());
 }
