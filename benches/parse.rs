@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::{Body, Response};
+use httpd::internals::response::{Body, Date, Response};
 use httpd::internals::url;
 
 /// ApacheBench 2.3's exact requests, without and with `-k`.
@@ -65,7 +65,9 @@ fn encode_head(c: &mut Criterion) {
         Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_732_000_000));
     response.etag = Some("\"18ea4edbe9b81a7c-400\"".into());
     response.accept_ranges = true;
-    let date = "Sun, 22 Nov 2026 07:55:53 GMT";
+    let Some(date) = Date::parse("Sun, 22 Nov 2026 07:55:53 GMT") else {
+        unreachable!("an IMF-fixdate")
+    };
     let mut out = Vec::with_capacity(1024);
     response.encode_head(date, true, &mut out);
     let mut group = c.benchmark_group("encode_head");

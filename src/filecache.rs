@@ -138,8 +138,13 @@ pub fn resolve(
     let Some(cache) = cache else {
         return uncached(root, path, query, false);
     };
-    let key = key(path);
-    let epoch = match cache.get(&key) {
+    // Built on the stack, so a hit allocates nothing for it; a path too long to be a key is
+    // never cached (a client choosing long paths must not grow the cache).
+    let mut buf = [0; MAX_KEY];
+    let Some(key) = key(path, &mut buf) else {
+        return uncached(root, path, query, false);
+    };
+    let epoch = match cache.get(key) {
         Ok(Value::Found(found)) => return Ok(Lookup::File(found)),
         Ok(Value::Missing) => return Err(HttpError::NotFound),
         Err(epoch) => epoch,
@@ -153,7 +158,7 @@ pub fn resolve(
         Ok(Lookup::File(found)) => {
             let admitted = plan.admit_found(root, found);
             cache.finish(
-                key,
+                key.into(),
                 epoch,
                 plan.wds(),
                 admitted.map(|()| Value::Found(Arc::clone(found))),
@@ -161,9 +166,14 @@ pub fn resolve(
         }
         Err(HttpError::NotFound) => {
             let admitted = plan.admit_missing(root);
-            cache.finish(key, epoch, plan.wds(), admitted.map(|()| Value::Missing));
+            cache.finish(
+                key.into(),
+                epoch,
+                plan.wds(),
+                admitted.map(|()| Value::Missing),
+            );
         }
-        _ => cache.finish(key, epoch, plan.wds(), None),
+        _ => cache.finish(key.into(), epoch, plan.wds(), None),
     }
     result
 }
@@ -189,20 +199,27 @@ fn uncached(
     })
 }
 
-/// The cache key: the decoded segments joined by `/`, and a final `/` when the URL had one
-/// (which changes the answer). The query never does for what is cached.
-fn key(path: &SafePath) -> Box<[u8]> {
-    let mut key = Vec::with_capacity(64);
+/// The cache key, written into `buf`: the decoded segments joined by `/`, and a final `/` when
+/// the URL had one (which changes the answer); the query never does for what is cached.
+/// `None` when it does not fit [`MAX_KEY`].
+fn key<'b>(path: &SafePath, buf: &'b mut [u8; MAX_KEY]) -> Option<&'b [u8]> {
+    let mut len = 0;
+    let mut push = |bytes: &[u8]| {
+        let end = len + bytes.len();
+        buf.get_mut(len..end)?.copy_from_slice(bytes);
+        len = end;
+        Some(())
+    };
     for (i, segment) in path.segments.iter().enumerate() {
         if i > 0 {
-            key.push(b'/');
+            push(b"/")?;
         }
-        key.extend_from_slice(segment);
+        push(segment)?;
     }
     if path.trailing_slash {
-        key.push(b'/');
+        push(b"/")?;
     }
-    key.into()
+    buf.get(..len)
 }
 
 /// A cached answer.

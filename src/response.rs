@@ -109,7 +109,7 @@ impl Response {
     /// Serialises the head into `out` (which is cleared first), exactly as it goes on the
     /// wire. Header names keep their case: ApacheBench matches `Content-Length:` and
     /// `keep-alive` literally.
-    pub fn encode_head(&self, date: &str, keep_alive: bool, out: &mut Vec<u8>) {
+    pub fn encode_head(&self, date: Date<'_>, keep_alive: bool, out: &mut Vec<u8>) {
         out.clear();
         // Copied in piece by piece rather than through `write!`: the formatting machinery
         // cost more than the rest of the head's encoding together.
@@ -119,7 +119,7 @@ impl Response {
         out.extend_from_slice(status::reason(self.status).as_bytes());
         out.extend_from_slice(b"\r\n");
         header(out, "Server", SERVER);
-        header(out, "Date", date);
+        header(out, "Date", date.text);
         if self.has_body() {
             if let Some(content_type) = &self.content_type {
                 header(out, "Content-Type", content_type);
@@ -130,9 +130,10 @@ impl Response {
         }
         if let Some(modified) = self.last_modified {
             // RFC 9110 §8.8.2.1: a modification time later than the message's Date is
-            // replaced by the Date. Parsing our own fixed-format Date costs no allocation.
-            match httpdate::parse_http_date(date) {
-                Ok(origin) if modified > origin => header(out, "Last-Modified", date),
+            // replaced by the Date (compared by the second both name, as both are rendered).
+            let second = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs());
+            match second {
+                Ok(second) if second > date.second => header(out, "Last-Modified", date.text),
                 _ => {
                     // Writing to a Vec cannot fail; `let _` keeps the hot path free of
                     // unwraps.
@@ -203,6 +204,29 @@ pub fn http_date(time: SystemTime) -> httpdate::HttpDate {
     httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// The `Date` a reply carries: its text, and the second since 1970 it names, so a later
+/// Last-Modified is clamped to it without parsing the text back.
+#[derive(Debug, Clone, Copy)]
+pub struct Date<'a> {
+    text: &'a str,
+    second: u64,
+}
+
+impl<'a> Date<'a> {
+    /// A Date from an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`); `None` for anything
+    /// else, or a date before 1970.
+    pub fn parse(text: &'a str) -> Option<Date<'a>> {
+        let at = httpdate::parse_http_date(text).ok()?;
+        let second = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(Date { text, second })
+    }
+
+    /// The header value.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+}
+
 /// The current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and as the access
 /// log's Common Log Format time, each re-rendered at most once a second. One per worker, so
 /// no lock.
@@ -214,10 +238,13 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// The `Date` header value for now.
-    pub fn now(&mut self) -> &str {
+    /// The `Date` for now.
+    pub fn now(&mut self) -> Date<'_> {
         self.tick();
-        &self.text
+        Date {
+            text: &self.text,
+            second: self.second,
+        }
     }
 
     /// The access log's time for now, and the second (since 1970) it is for: the log buffer
@@ -284,7 +311,7 @@ mod tests {
         response.etag = Some("\"abc-5\"".into());
         response.accept_ranges = true;
         let mut out = Vec::new();
-        response.encode_head(DATE, true, &mut out);
+        response.encode_head(Date::parse(DATE).unwrap(), true, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
@@ -301,7 +328,7 @@ mod tests {
         let mut response = Response::new(200, Body::Empty);
         response.last_modified = Some(modified);
         let mut out = Vec::new();
-        response.encode_head(date, true, &mut out);
+        response.encode_head(Date::parse(date).unwrap(), true, &mut out);
         let head = String::from_utf8(out).unwrap();
         let line = head
             .lines()
@@ -337,11 +364,11 @@ mod tests {
             // Later than the Date (RFC 9110 §8.8.2.1): the Date.
             (UNIX_EPOCH + Duration::from_secs(784_111_778), DATE, DATE),
             (UNIX_EPOCH + Duration::from_secs(4_102_444_800), DATE, DATE),
-            // Past what an HTTP-date can show, with a Date we cannot read: still no panic.
+            // Past what an HTTP-date can show: the Date, never a panic.
             (
                 UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1000),
-                "garbage",
-                "Fri, 31 Dec 9999 23:59:59 GMT",
+                DATE,
+                DATE,
             ),
         ];
         for (modified, date, expected) in table {
@@ -355,6 +382,13 @@ mod tests {
             http_date(before_1970).to_string(),
             "Thu, 01 Jan 1970 00:00:00 GMT"
         );
+        // A Date can no longer be unreadable (it is built from the clock, or parsed); what
+        // rendering a time past 9999 does is http_date's to answer.
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(LAST_HTTP_DATE + 1000)).to_string(),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert!(Date::parse("garbage").is_none());
     }
 
     #[test]
@@ -363,7 +397,7 @@ mod tests {
         response.content_type = Some("text/html".into());
         response.location = Some("/dir/?q=1".into());
         let mut out = Vec::new();
-        response.encode_head(DATE, false, &mut out);
+        response.encode_head(Date::parse(DATE).unwrap(), false, &mut out);
         let head = String::from_utf8(out.clone()).unwrap();
         assert!(
             head.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
@@ -374,7 +408,7 @@ mod tests {
 
         let mut response = crate::error::HttpError::MethodNotAllowed.response();
         response.extra.push(("X-Test", "1".into()));
-        response.encode_head(DATE, true, &mut out);
+        response.encode_head(Date::parse(DATE).unwrap(), true, &mut out);
         let head = String::from_utf8(out).unwrap();
         assert!(
             head.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
@@ -393,7 +427,7 @@ mod tests {
     fn bodiless_statuses_have_no_length() {
         let response = Response::new(304, Body::Empty);
         let mut out = Vec::new();
-        response.encode_head(DATE, true, &mut out);
+        response.encode_head(Date::parse(DATE).unwrap(), true, &mut out);
         let head = String::from_utf8(out).unwrap();
         assert!(!head.contains("\r\nContent-Length:"), "{head}");
         assert!(!head.contains("\r\nContent-Type:"), "{head}");
@@ -412,7 +446,7 @@ mod tests {
             },
         );
         let mut out = Vec::new();
-        response.encode_head(DATE, true, &mut out);
+        response.encode_head(Date::parse(DATE).unwrap(), true, &mut out);
         let head = String::from_utf8(out).unwrap();
         assert!(
             head.contains("\r\nContent-Length: 5368709127\r\n"),
@@ -423,8 +457,10 @@ mod tests {
     #[test]
     fn clock_is_imf_fixdate_and_clf_follows() {
         let mut clock = Clock::default();
-        let now = clock.now().to_string();
-        assert!(httpdate::parse_http_date(&now).is_ok(), "{now}");
+        let date = clock.now();
+        let now = date.text().to_string();
+        let second = date.second;
+        assert_eq!(Date::parse(&now).map(|d| d.second), Some(second), "{now}");
         assert!(now.ends_with(" GMT") && now.len() == 29, "{now}");
         let (clf, second) = clock.log_time();
         assert_eq!(clf.len(), "06/Nov/1994:08:49:37 +0000".len(), "{clf}");

@@ -119,7 +119,7 @@ pub fn closes(code: u16) -> bool {
 mod tests {
     use super::*;
     use crate::error::HttpError;
-    use crate::response::{Body, Response};
+    use crate::response::{Body, Clock, Response};
 
     /// Every `Response::new(NNN, ...)` with a literal code anywhere in `src/`: the statuses
     /// the handler makes itself (errors come from `HttpError`).
@@ -170,7 +170,7 @@ mod tests {
             let status = lookup(code).unwrap_or_else(|| panic!("{code} has no row"));
             assert!(!status.reason.is_empty(), "{code}");
             let mut head = Vec::new();
-            Response::new(code, Body::Empty).encode_head("-", true, &mut head);
+            Response::new(code, Body::Empty).encode_head(Clock::default().now(), true, &mut head);
             let line = format!("HTTP/1.1 {code} {}\r\n", status.reason);
             assert!(head.starts_with(line.as_bytes()), "{code}");
         }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::TempDir;
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::{http_date, Body, Response};
+use httpd::internals::response::{Body, Clock, Response};
 use httpd::Config;
 
 /// The contents of `hello.txt`: 13 bytes.
@@ -105,7 +105,7 @@ fn answer(site: &Site, request: &str) -> Answer {
     };
     let response = handler::respond(&parsed, site).unwrap_or_else(|err| site.pages.render(err));
     let mut head = Vec::new();
-    response.encode_head(&http_date(SystemTime::now()).to_string(), true, &mut head);
+    response.encode_head(Clock::default().now(), true, &mut head);
     let body = body_of(&response.body);
     Answer {
         status: response.status,

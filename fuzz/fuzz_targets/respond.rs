@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::http_date;
+use httpd::internals::response::Clock;
 use httpd::Config;
 use libfuzzer_sys::fuzz_target;
 
@@ -80,14 +80,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Parsed::Complete(request, _)) = request::parse(data) else {
         return;
     };
-    let date = http_date(SystemTime::now()).to_string();
+    let mut clock = Clock::default();
     let mut head = Vec::with_capacity(512);
     for site in sites() {
         let response =
             handler::respond(&request, site).unwrap_or_else(|err| site.pages.render(err));
         assert!((100..600).contains(&response.status));
         for keep_alive in [true, false] {
-            response.encode_head(&date, keep_alive, &mut head);
+            response.encode_head(clock.now(), keep_alive, &mut head);
             assert!(head.starts_with(b"HTTP/1.1 ") && head.ends_with(b"\r\n\r\n"));
             // Exactly one blank line: the head's end.
             assert_eq!(head.windows(4).filter(|w| w == b"\r\n\r\n").count(), 1);

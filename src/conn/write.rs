@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::Slot;
 use crate::accesslog::{Entry, LogBuf};
-use crate::response::{Body, Clock, Response};
+use crate::response::{Body, Clock, Date, Response};
 use crate::sys;
 
 /// File bodies up to this size are read into the head's buffer and leave in one write;
@@ -159,7 +159,7 @@ impl Outgoing {
         response: Response,
         head_only: bool,
         keep_alive: bool,
-        date: &str,
+        date: Date<'_>,
         buf: &mut Vec<u8>,
     ) -> Outgoing {
         response.encode_head(date, keep_alive, buf);
