@@ -18,43 +18,19 @@ if [ -z "${NEW:-}" ]; then build_httpd; NEW=$BIN; fi
 ROUNDS=${ROUNDS:-3}
 N=${N:-200000}
 TAG=${TAG:-borrow}
-root=$tmp/docroot
-mkdir -p "$root"
-head -c 1024 /dev/zero | tr '\0' 'a' > "$root/index.html"
+ab_docroot
+HTTPD_PREFIX=(taskset -c 1)
 AB=(taskset -c 0 ab)
 summary=$OUT/$TAG-summary.txt
 { echo "# borrow.sh: commit $commit; $machine; ab -k -c 50 -n $N, 1 KiB, httpd -w 8 -l off, server on CPU 1, ab on CPU 0"
   echo "# old: $OLD; new: $NEW"; } > "$summary"
 printf '%-8s %-5s %10s %8s %11s %12s\n' binary round req/s ticks 'CPU µs/req' 'user µs/req' >> "$summary"
 
-# user_ticks PID: utime alone (clock ticks) of PID, its threads summed: the part of the CPU
+# run NAME BIN ROUND: one measured ab run against BIN; user µs/req is the part of the CPU
 # time that is our code rather than the kernel's system calls.
-user_ticks() {
-  awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$1/stat"
-}
-
-# run NAME BIN ROUND: one measured ab run against BIN.
 run() {
   local name=$1 bin=$2 round=$3
-  local out=$OUT/$TAG-$name-r$round.txt
-  HTTPD_PREFIX=(taskset -c 1)
-  BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 -l off
-  "${AB[@]}" -q -k -c 50 -n 2000 "http://127.0.0.1:$port/index.html" > /dev/null
-  local before after u0 u1
-  before=$(cpu_ticks "$server_pid")
-  u0=$(user_ticks "$server_pid")
-  "${AB[@]}" -k -c 50 -n "$N" "http://127.0.0.1:$port/index.html" > "$out" 2>&1
-  after=$(cpu_ticks "$server_pid")
-  u1=$(user_ticks "$server_pid")
-  stop_server
-  local rps ticks us uus hz
-  hz=$(getconf CLK_TCK)
-  rps=$(sed -n 's/^Requests per second: *\([0-9.]*\).*/\1/p' "$out")
-  ticks=$((after - before))
-  us=$(awk -v t="$ticks" -v n="$N" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
-  uus=$(awk -v t="$((u1 - u0))" -v n="$N" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
-  { echo; echo "server: $bin -w 8 -l off (taskset -c 1)"; echo "cpu ticks (utime+stime) during the run: $ticks"
-    echo "user ticks (utime) during the run: $((u1 - u0))"; } >> "$out"
+  ab_cpu "$OUT/$TAG-$name-r$round.txt" "$bin" -l off
   printf '%-8s %-5s %10s %8s %11s %12s\n' "$name" "$round" "$rps" "$ticks" "$us" "$uus" >> "$summary"
 }
 

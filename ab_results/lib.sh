@@ -12,6 +12,7 @@
 #   nginx_conf DIR PORT ROOT WORKERS CONNS [DIRECTIVE...]; start_nginx DIR PORT PATH
 #   start_bg OUT ERR CMD... / stop_pid PID / wait_pid PID      any other background process
 #   free_port, wait_http PORT PATH, cpu_ticks PID
+#   ab_docroot, ab_cpu OUT BIN [ARGS], ab_strace OUT BIN [ARGS]   the A/B scripts of issue 10
 #
 # Only processes this script started are ever signalled: every server is started through
 # start_bg, which records its PID, and cleanup stops exactly those.
@@ -189,4 +190,55 @@ cpu_ticks() {
       for (p in mine) total += ticks[p]
       print total + 0
     }'
+}
+
+# The A/B measurements of issue 10 (borrow.sh, filecache.sh, logbuf.sh) share these. Each sets
+# $root (a docroot with a 1 KiB index.html), $N, $AB (the ab command, pinned or not) and
+# HTTPD_PREFIX before calling them.
+#
+# ab_docroot: $tmp/docroot with a 1 KiB index.html; sets $root.
+ab_docroot() {
+  root=$tmp/docroot
+  mkdir -p "$root"
+  head -c 1024 /dev/zero | tr '\0' 'a' > "$root/index.html"
+}
+
+# ab_cpu OUT BIN [HTTPD ARGS...]: starts BIN -r $root -w 8 on a free loopback port with the
+# given arguments, warms it up (ab -k -c 50 -n 2000), then measures `ab -k -c 50 -n $N` of
+# /index.html (output to OUT) and stops the server. Sets, for that run: $rps, $ticks
+# (utime+stime), $us (CPU µs per request), $uus (user-mode µs per request) and $writes
+# (write-family system calls, /proc/PID/io syscw; a 1 KiB reply leaves by send(2), which it
+# does not count). Appends what the server was and its counters to OUT.
+ab_cpu() {
+  local out=$1 bin=$2; shift 2
+  BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 "$@"
+  "${AB[@]}" -q -k -c 50 -n 2000 "http://127.0.0.1:$port/index.html" > /dev/null
+  local t0 t1 u0 u1 w0 w1 hz
+  hz=$(getconf CLK_TCK)
+  t0=$(cpu_ticks "$server_pid"); u0=$(awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$server_pid/stat")
+  w0=$(awk '/^syscw/ { print $2 }' "/proc/$server_pid/io")
+  "${AB[@]}" -k -c 50 -n "$N" "http://127.0.0.1:$port/index.html" > "$out" 2>&1
+  t1=$(cpu_ticks "$server_pid"); u1=$(awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$server_pid/stat")
+  w1=$(awk '/^syscw/ { print $2 }' "/proc/$server_pid/io")
+  stop_server
+  rps=$(sed -n 's/^Requests per second: *\([0-9.]*\).*/\1/p' "$out")
+  ticks=$((t1 - t0)); writes=$((w1 - w0))
+  us=$(awk -v t="$ticks" -v n="$N" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  uus=$(awk -v t="$((u1 - u0))" -v n="$N" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  { echo; echo "server: ${HTTPD_PREFIX[*]} $bin -w 8 $*"
+    echo "cpu ticks (utime+stime) during the run: $ticks; user ticks: $((u1 - u0)); write syscalls (syscw): $writes"; } >> "$out"
+}
+
+# ab_strace OUT BIN [HTTPD ARGS...]: `strace -c -f` of BIN (as ab_cpu starts it) under
+# `ab -k -c 50 -n 20000`: system calls per request, into OUT.
+ab_strace() {
+  local out=$1 bin=$2; shift 2
+  BIN=$bin start_httpd -r "$root" -w 8 -a 127.0.0.1 -p 0 "$@"
+  start_bg "$tmp/strace.out" "$out" strace -c -f -p "$server_pid"
+  local tracer=$started
+  sleep 1   # strace attaches to every thread before the load starts
+  "${AB[@]}" -q -k -c 50 -n 20000 "http://127.0.0.1:$port/index.html" > "$tmp/ab-strace.txt"
+  stop_pid "$tracer" || true
+  stop_server
+  echo "(ab -k -c 50 -n 20000 + strace attached: 20000 requests)" >> "$out"
 }
