@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -119,17 +119,7 @@ fn spawn(root: &Path, cwd: &Path, args: &[&str]) -> (SocketAddr, Child) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn httpd");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .expect("address");
+    let addr = common::listening_addr(&mut child);
     (addr, child)
 }
 

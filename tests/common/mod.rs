@@ -173,16 +173,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn httpd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read listening line");
-        let url = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        let addr = url.parse().expect("address in listening line");
+        let addr = listening_addr(&mut child);
         Server {
             addr,
             child: Some(child),
@@ -417,6 +408,21 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         std::thread::sleep(Duration::from_millis(10));
     }
     condition()
+}
+
+/// The address in the first line a server started with its stdout piped prints
+/// (`listening on http://ADDR`): readiness, without polling the port.
+pub fn listening_addr(child: &mut Child) -> SocketAddr {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
+    line.trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("address in listening line")
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
