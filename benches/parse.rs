@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::{Body, Date, Response};
+use httpd::internals::response::{Body, Date, Modified, Response};
 use httpd::internals::url;
 
 /// ApacheBench 2.3's exact requests, without and with `-k`.
@@ -61,8 +61,9 @@ fn decode_path(c: &mut Criterion) {
 fn encode_head(c: &mut Criterion) {
     let mut response = Response::new(200, Body::Static(&[b'x'; 1024]));
     response.content_type = Some("text/html".into());
-    response.last_modified =
-        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_732_000_000));
+    response.last_modified = Some(Modified::new(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_732_000_000),
+    ));
     response.etag = Some("\"18ea4edbe9b81a7c-400\"".into());
     response.accept_ranges = true;
     let Some(date) = Date::parse("Sun, 22 Nov 2026 07:55:53 GMT") else {

@@ -1,7 +1,8 @@
 //! The open-file cache that is never stale: per decoded request path, what resolving it
 //! found (the open file, its metadata, which precompressed variants exist, small bodies in
-//! memory) or that it is not there (404), invalidated through inotify.
-//! May use: files, negotiate, url, error, sys.
+//! memory, the `ETag`, `Last-Modified` and `Content-Type` values rendered once) or that it is
+//! not there (404), invalidated through inotify.
+//! May use: files, negotiate, url, error, response, sys.
 //!
 //! Exactness. Every directory a cached lookup went through, and every file it found, is
 //! watched (`inotify`, one instance). Before a hit is served the queued events are applied
@@ -14,14 +15,17 @@
 //! route the lookup really took. Not seen, hence `--file-cache 0`: writes through a shared
 //! mmap, changes made by another host (NFS, CIFS), mounts over a directory in the root.
 
+use std::fmt::Write as _;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use crate::error::HttpError;
 use crate::files::{self, RelPath, Resolved, Root};
 use crate::negotiate::Coding;
+use crate::response::{Modified, Small, Text};
 use crate::url::SafePath;
 
 /// Bodies up to this size are kept in memory (the connection's one-write limit,
@@ -62,12 +66,19 @@ pub struct Rep {
     pub meta: Metadata,
     /// The whole body, read once, for files up to [`SMALL_BODY`] while the cache is on.
     pub body: Option<Arc<[u8]>>,
+    /// Its strong entity-tag ([`etag`]), rendered once.
+    pub etag: Arc<str>,
+    /// Its modification time as `Last-Modified` shows it, rendered once (each head still
+    /// clamps it to its own `Date`).
+    pub modified: Modified,
 }
 
 /// A regular file as resolved: its representations (identity first) and its type.
+/// Built the same way with the cache off, so a reply's head does not depend on the cache.
 #[derive(Debug)]
 pub struct Found {
-    pub content_type: &'static str,
+    /// The `Content-Type` value, with `--charset`'s parameter where it applies.
+    pub content_type: Text,
     pub reps: Vec<Rep>,
     /// The codings of the precompressed variants, for negotiation.
     pub available: Vec<Coding>,
@@ -86,7 +97,7 @@ impl Found {
         }
         let available = reps[1..].iter().map(|rep| rep.coding).collect();
         Found {
-            content_type,
+            content_type: Text::Static(content_type),
             reps,
             available,
         }
@@ -114,10 +125,32 @@ fn rep(coding: Coding, file: File, meta: Metadata, bodies: bool) -> Rep {
         .flatten();
     Rep {
         coding,
+        etag: etag(&meta, coding),
+        modified: Modified::new(meta.modified().unwrap_or(UNIX_EPOCH)),
         file: Arc::new(file),
         meta,
         body,
     }
+}
+
+/// A strong validator from size and modification time (to the nanosecond), and the coding
+/// for a precompressed variant: stable across restarts for an unchanged file, different when
+/// either changes, different for each variant. The time is signed (`-` before 1970), so files
+/// dated before the epoch get distinct tags too.
+pub fn etag(meta: &Metadata, coding: Coding) -> Arc<str> {
+    let (sign, nanos) = match meta.modified().map(|t| t.duration_since(UNIX_EPOCH)) {
+        Ok(Ok(after)) => ("", after.as_nanos()),
+        Ok(Err(before)) => ("-", before.duration().as_nanos()),
+        Err(_) => ("", 0),
+    };
+    // Rendered on the stack (at most 2 + 1 + 32 + 1 + 16 + 1 + 4 bytes), so the shared
+    // string is the one allocation.
+    let mut tag = Small::default();
+    let _ = match coding.name() {
+        Some(name) => write!(tag, "\"{sign}{nanos:x}-{:x}-{name}\"", meta.len()),
+        None => write!(tag, "\"{sign}{nanos:x}-{:x}\"", meta.len()),
+    };
+    Arc::from(tag.as_str())
 }
 
 /// What a lookup gives the handler.
@@ -135,14 +168,15 @@ pub fn resolve(
     path: &SafePath,
     query: Option<&str>,
 ) -> Result<Lookup, HttpError> {
+    let uncached = |bodies| uncached(root, path, query, bodies);
     let Some(cache) = cache else {
-        return uncached(root, path, query, false);
+        return uncached(false);
     };
     // Built on the stack, so a hit allocates nothing for it; a path too long to be a key is
     // never cached (a client choosing long paths must not grow the cache).
     let mut buf = [0; MAX_KEY];
     let Some(key) = key(path, &mut buf) else {
-        return uncached(root, path, query, false);
+        return uncached(false);
     };
     let epoch = match cache.get(key) {
         Ok(Value::Found(found)) => return Ok(Lookup::File(found)),
@@ -151,9 +185,9 @@ pub fn resolve(
     };
     // Watches first, then the lookup: whatever changes after a watch exists is an event.
     let Some(plan) = Plan::new(cache, root, path) else {
-        return uncached(root, path, query, false);
+        return uncached(false);
     };
-    let result = uncached(root, path, query, true);
+    let result = uncached(true);
     match &result {
         Ok(Lookup::File(found)) => {
             let admitted = plan.admit_found(root, found);

@@ -4,7 +4,6 @@
 //! range, listing, response, error, status, filecache.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::fs::{File, Metadata};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
@@ -17,10 +16,10 @@ use crate::error::{ErrorPages, HttpError};
 use crate::filecache::{self, FileCache, Found, Lookup};
 use crate::files::{self, RelPath, Resolved, Root};
 use crate::listing;
-use crate::negotiate::{self, Coding};
+use crate::negotiate;
 use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
-use crate::response::{Body, Part, Response};
+use crate::response::{Body, Part, Response, Text};
 use crate::status;
 use crate::url::{self, SafePath};
 
@@ -53,8 +52,8 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
         return Ok(health());
     }
     let path = url::decode_path(target.path)?;
-    let resolved = match filecache::resolve(site.cache.as_deref(), &site.root, &path, target.query)?
-    {
+    let cache = site.cache.as_deref();
+    let resolved = match filecache::resolve(cache, &site.root, &path, target.query)? {
         Lookup::File(found) => return file_reply(request, site, &found),
         Lookup::Other(resolved) => resolved,
     };
@@ -86,7 +85,7 @@ fn fault_injection(request: &Request) {
 
 fn health() -> Response {
     let mut response = Response::new(200, Body::Static(b"ok"));
-    response.content_type = Some("text/plain".into());
+    response.content_type = Some(Text::Static("text/plain"));
     response.extra.push(("Cache-Control", "no-store".into()));
     response
 }
@@ -95,7 +94,7 @@ fn redirect(location: String) -> Response {
     // The body is fixed: the Location may carry the client's query, which we never echo
     // into HTML.
     let mut response = Response::new(301, Body::Static(status::page(301)));
-    response.content_type = Some("text/html".into());
+    response.content_type = Some(Text::Static("text/html"));
     response.location = Some(location);
     response
 }
@@ -118,14 +117,15 @@ fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response,
     let Some(rep) = found.reps.iter().find(|rep| rep.coding == coding) else {
         return Err(HttpError::Internal);
     };
-    let (file, meta, content_type) = (&rep.file, &rep.meta, found.content_type);
-    let etag = etag(meta, coding);
+    // The validators and the type were rendered when the file was resolved (once per cache
+    // entry): a reply copies them.
+    let (file, meta, content_type) = (&rep.file, &rep.meta, &found.content_type);
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     let now = SystemTime::now();
     // RFC 9110 §8.8.2.1: a modification time in the future is replaced by now; compare what
     // we send. (The head shows it as exactly the Date; see `Response::encode_head`.)
     let validators = Validators {
-        etag: &etag,
+        etag: &rep.etag,
         last_modified: modified.min(now),
     };
     let len = meta.len();
@@ -156,7 +156,7 @@ fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response,
                         },
                     };
                     let mut response = Response::new(200, body);
-                    response.content_type = Some(content_type.into());
+                    response.content_type = Some(content_type.clone());
                     response
                 }
                 Ranges::Partial(ranges) if ranges.len() == 1 => {
@@ -169,7 +169,7 @@ fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response,
                             len: range.len,
                         },
                     );
-                    response.content_type = Some(content_type.into());
+                    response.content_type = Some(content_type.clone());
                     response
                         .extra
                         .push(("Content-Range", range.content_range(len)));
@@ -179,7 +179,7 @@ fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response,
                     let (body, multipart_type) =
                         multipart(Arc::clone(file), &ranges, content_type, len);
                     let mut response = Response::new(206, body);
-                    response.content_type = Some(multipart_type.into());
+                    response.content_type = Some(Text::Owned(multipart_type));
                     response
                 }
                 Ranges::Unsatisfiable => {
@@ -196,8 +196,8 @@ fn file_reply(request: &Request, site: &Site, found: &Found) -> Result<Response,
     // 200, 206 and 304 carry the validators and the caching policy; a 304 carries no other
     // representation metadata (RFC 9110 §15.4.5).
     let not_modified = response.status == 304;
-    response.last_modified = Some(modified);
-    response.etag = Some(etag);
+    response.last_modified = Some(rep.modified.clone());
+    response.etag = Some(Text::Shared(Arc::clone(&rep.etag)));
     response.accept_ranges = !not_modified;
     if let Some(name) = coding.name().filter(|_| !not_modified) {
         response.extra.push(("Content-Encoding", name.into()));
@@ -292,7 +292,7 @@ fn listing(
         last_modified: meta.modified().unwrap_or(UNIX_EPOCH).min(now),
     };
     let listed = |mut response: Response| {
-        response.etag = Some(etag.clone());
+        response.etag = Some(Text::Owned(etag.clone()));
         response.extra.push(("Vary", "Accept".into()));
         // Generated from the directory as it is now: caches must revalidate it rather than
         // guess a freshness lifetime (RFC 9111 §4.2.2).
@@ -313,65 +313,13 @@ fn listing(
         )
     };
     let mut response = Response::new(200, Body::Bytes(body));
-    response.content_type = Some(content_type.into());
+    response.content_type = Some(Text::Static(content_type));
     Ok(listed(response))
-}
-
-/// A strong validator from size and modification time (to the nanosecond), and the coding
-/// for a precompressed variant: stable across restarts for an unchanged file, different when
-/// either changes, different for each variant. The time is signed (`-` before 1970), so files
-/// dated before the epoch get distinct tags too.
-pub fn etag(meta: &Metadata, coding: Coding) -> String {
-    let (sign, nanos) = match meta.modified().map(|t| t.duration_since(UNIX_EPOCH)) {
-        Ok(Ok(after)) => ("", after.as_nanos()),
-        Ok(Err(before)) => ("-", before.duration().as_nanos()),
-        Err(_) => ("", 0),
-    };
-    // Sized for the longest tag (32 + 16 hex digits, sign, coding), so it is one allocation.
-    let mut tag = String::with_capacity(64);
-    let _ = match coding.name() {
-        Some(name) => write!(tag, "\"{sign}{nanos:x}-{:x}-{name}\"", meta.len()),
-        None => write!(tag, "\"{sign}{nanos:x}-{:x}\"", meta.len()),
-    };
-    tag
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn etags_are_distinct_before_1970() {
-        use std::time::Duration;
-        let path = std::env::temp_dir().join(format!("httpd-etag-{}", std::process::id()));
-        std::fs::write(&path, "x").unwrap();
-        let file = std::fs::File::options().write(true).open(&path).unwrap();
-        let day = Duration::from_secs(86_400);
-        let tag_at = |time: SystemTime| {
-            file.set_modified(time).unwrap();
-            etag(&file.metadata().unwrap(), Coding::Identity)
-        };
-        let tags = [
-            tag_at(UNIX_EPOCH - 3653 * day),
-            tag_at(UNIX_EPOCH - 3652 * day),
-            tag_at(UNIX_EPOCH - Duration::from_secs(1)),
-            tag_at(UNIX_EPOCH),
-            tag_at(UNIX_EPOCH + Duration::from_secs(1)),
-        ];
-        // The same time gives the same tag.
-        assert_eq!(tag_at(UNIX_EPOCH - 3653 * day), tags[0]);
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(tags[2], "\"-3b9aca00-1\"");
-        assert_eq!(tags[4], "\"3b9aca00-1\"");
-        for (i, a) in tags.iter().enumerate() {
-            // A valid entity-tag: quoted etagc, no inner quote (RFC 9110 §8.8.3).
-            let inner = &a[1..a.len() - 1];
-            assert!(a.starts_with('"') && a.ends_with('"') && !inner.contains('"'));
-            for b in &tags[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-    }
 
     #[test]
     fn boundaries_differ() {

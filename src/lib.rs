@@ -83,6 +83,6 @@ pub mod internals {
         pub use crate::error::{ErrorPages, HttpError};
     }
     pub mod response {
-        pub use crate::response::{http_date, Body, Clock, Date, Part, Response};
+        pub use crate::response::{http_date, Body, Clock, Date, Modified, Part, Response, Text};
     }
 }

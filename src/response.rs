@@ -1,10 +1,9 @@
 //! What a reply is (status, the few headers we send, a body kind) and how its head becomes
 //! bytes in a reused buffer. Never touches a socket. May use: status, httpdate.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Write;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,9 +17,9 @@ pub const SERVER: &str = concat!("httpd/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
-    pub content_type: Option<Cow<'static, str>>,
-    pub last_modified: Option<SystemTime>,
-    pub etag: Option<String>,
+    pub content_type: Option<Text>,
+    pub last_modified: Option<Modified>,
+    pub etag: Option<Text>,
     pub location: Option<String>,
     pub allow: Option<&'static str>,
     /// `Accept-Ranges: bytes` (file responses).
@@ -128,17 +127,13 @@ impl Response {
             push_decimal(out, self.body.len());
             out.extend_from_slice(b"\r\n");
         }
-        if let Some(modified) = self.last_modified {
+        if let Some(modified) = &self.last_modified {
             // RFC 9110 §8.8.2.1: a modification time later than the message's Date is
             // replaced by the Date (compared by the second both name, as both are rendered).
-            let second = modified.duration_since(UNIX_EPOCH).map(|d| d.as_secs());
-            match second {
-                Ok(second) if second > date.second => header(out, "Last-Modified", date.text),
-                _ => {
-                    // Writing to a Vec cannot fail; `let _` keeps the hot path free of
-                    // unwraps.
-                    let _ = write!(out, "Last-Modified: {}\r\n", http_date(modified));
-                }
+            // Either way the bytes are copied: the time was rendered when `Modified` was made.
+            match modified.second {
+                Some(second) if second > date.second => header(out, "Last-Modified", date.text),
+                _ => header(out, "Last-Modified", &modified.text),
             }
         }
         if let Some(etag) = &self.etag {
@@ -163,6 +158,100 @@ impl Response {
         } else {
             b"Connection: close\r\n\r\n"
         });
+    }
+}
+
+/// A header value: fixed, made for this reply, or shared, rendered once by whoever made it
+/// (the file cache's entries hold their `ETag` and `Content-Type` this way, so a hit copies
+/// bytes and allocates nothing for them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Text {
+    Static(&'static str),
+    Owned(String),
+    Shared(Arc<str>),
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Static(text) => text,
+            Text::Owned(text) => text,
+            Text::Shared(text) => text,
+        }
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(text: &'static str) -> Text {
+        Text::Static(text)
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text::Owned(text)
+    }
+}
+
+/// A `Last-Modified` value rendered once: a time as [`http_date`] shows it, and the second
+/// since 1970 it is for (`None` before 1970), so each head still clamps it to its own `Date`
+/// (RFC 9110 §8.8.2.1) by comparing two integers, without rendering a date. Cloning shares
+/// the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modified {
+    second: Option<u64>,
+    text: Arc<str>,
+}
+
+impl Modified {
+    pub fn new(time: SystemTime) -> Modified {
+        let mut text = Small::default();
+        let _ = write!(text, "{}", http_date(time));
+        Modified {
+            second: time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            text: Arc::from(text.as_str()),
+        }
+    }
+
+    /// The rendered date, before any clamping to a reply's `Date`.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A short string rendered on the stack (an HTTP-date, an entity-tag), so that turning it
+/// into an `Arc<str>` is its one allocation. Text past the capacity is an error.
+#[derive(Debug)]
+pub struct Small {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Default for Small {
+    fn default() -> Small {
+        Small {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl Small {
+    pub fn as_str(&self) -> &str {
+        // Only whole `str`s are ever copied in.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for Small {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

@@ -84,31 +84,33 @@ fn serve(site: &Site, clock: &mut Clock, output: &mut Vec<u8>) -> u16 {
 }
 
 /// Allocations per request of the path above, after warm-up, with the file cache on (the
-/// default): 3. Each one that remains, and why:
+/// default): 2. Each one that remains, and why:
 /// 1. `url::decode_path`: the `SafePath`'s segment list and its one segment (`small.txt`)
-///    — 2 (the decoding itself is on the stack; so is the cache key built from it);
-/// 2. `handler::etag`: the `ETag` `String`, sized once — 1 (the `Response` owns it; a cached
-///    entry could hold it pre-rendered).
+///    — 2 (the decoding itself is on the stack; so is the cache key built from it).
 ///
 /// Parsing allocates nothing (the request borrows from the input), nor does a cache hit (a
 /// shared entry), nor the rest of the handler for a plain file (no `extra` headers without
-/// variants or `--cache-control`; the content type is `&'static`), nor encoding the head
-/// (written into the reused buffer; the `Date` is the clock's, re-rendered in place once a
-/// second and never parsed back), nor the body (in the entry, copied into the same buffer).
-const BOUND_CACHED: usize = 3;
+/// variants or `--cache-control`; the `ETag`, `Last-Modified` and `Content-Type` values were
+/// rendered into the entry when it was filled, and the reply shares them), nor encoding the
+/// head (written into the reused buffer; the `Date` is the clock's, re-rendered in place once
+/// a second and never parsed back, and a future Last-Modified is clamped to it by comparing
+/// seconds), nor the body (in the entry, copied into the same buffer).
+const BOUND_CACHED: usize = 2;
 
-/// The same with `--file-cache 0`: 12. Path resolution then also allocates the `RelPath` for
+/// The same with `--file-cache 0`: 13. Path resolution then also allocates the `RelPath` for
 /// `openat2`, joined into a `Vec` that `CString::new` grows by one for the NUL (2), the
 /// `.br` and `.gz` probe names, the same way (4), the list of variants found (1), and the
 /// lookup's result as the cache would keep it: the shared `Found` and its representations
-/// (2).
+/// (2), and the representation's `ETag` and `Last-Modified` values, each rendered on the
+/// stack and shared (2): the same values, made the same way, as a cached entry holds, so the
+/// two paths send the same head (tests/cache_heads.rs).
 ///
 /// The whole server, counted by valgrind's DHAT under `ab -k -c 1` (ab_results/borrow.sh
 /// has the memcheck and callgrind counts): these, plus what valgrind itself causes (it lacks
 /// openat2(2), so the server falls back to the component walk, which allocates per
 /// component). The connection's own code (read, parse, reply, write, log) and the poller's
 /// wake-ups allocate nothing.
-const BOUND_UNCACHED: usize = 12;
+const BOUND_UNCACHED: usize = 13;
 
 /// Allocations for `N` requests of the path above, after warm-up, with `flags`.
 fn allocations(flags: &[&str], n: usize) -> (usize, Vec<usize>) {

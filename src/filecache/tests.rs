@@ -201,3 +201,36 @@ fn long_keys_deep_routes_and_many_watches_are_not_cached() {
     assert_eq!(cache.usage().entries, 1);
     assert!(cache.usage().bytes >= "missing".len());
 }
+
+#[test]
+fn etags_are_distinct_before_1970() {
+    use std::time::{Duration, SystemTime};
+    let path = std::env::temp_dir().join(format!("httpd-etag-{}", std::process::id()));
+    std::fs::write(&path, "x").unwrap();
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    let day = Duration::from_secs(86_400);
+    let tag_at = |time: SystemTime| {
+        file.set_modified(time).unwrap();
+        etag(&file.metadata().unwrap(), Coding::Identity)
+    };
+    let tags = [
+        tag_at(UNIX_EPOCH - 3653 * day),
+        tag_at(UNIX_EPOCH - 3652 * day),
+        tag_at(UNIX_EPOCH - Duration::from_secs(1)),
+        tag_at(UNIX_EPOCH),
+        tag_at(UNIX_EPOCH + Duration::from_secs(1)),
+    ];
+    // The same time gives the same tag.
+    assert_eq!(tag_at(UNIX_EPOCH - 3653 * day), tags[0]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(&*tags[2], "\"-3b9aca00-1\"");
+    assert_eq!(&*tags[4], "\"3b9aca00-1\"");
+    for (i, a) in tags.iter().enumerate() {
+        // A valid entity-tag: quoted etagc, no inner quote (RFC 9110 §8.8.3).
+        let inner = &a[1..a.len() - 1];
+        assert!(a.starts_with('"') && a.ends_with('"') && !inner.contains('"'));
+        for b in &tags[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}

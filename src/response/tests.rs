@@ -17,7 +17,7 @@ fn decimals_match_display() {
 fn file_head_bytes() {
     let mut response = Response::new(200, Body::Static(b"hello"));
     response.content_type = Some("text/html".into());
-    response.last_modified = Some(UNIX_EPOCH + Duration::from_secs(784111777));
+    response.last_modified = Some(Modified::new(UNIX_EPOCH + Duration::from_secs(784111777)));
     response.etag = Some("\"abc-5\"".into());
     response.accept_ranges = true;
     let mut out = Vec::new();
@@ -36,7 +36,7 @@ fn file_head_bytes() {
 
 fn last_modified(modified: SystemTime, date: &str) -> String {
     let mut response = Response::new(200, Body::Empty);
-    response.last_modified = Some(modified);
+    response.last_modified = Some(Modified::new(modified));
     let mut out = Vec::new();
     response.encode_head(Date::parse(date).unwrap(), true, &mut out);
     let head = String::from_utf8(out).unwrap();
@@ -180,4 +180,33 @@ fn clock_is_imf_fixdate_and_clf_follows() {
     };
     assert_eq!(clf_time(DATE), "06/Nov/1994:08:49:37 +0000");
     assert_eq!(clf_time("garbage"), "-");
+}
+
+#[test]
+fn modified_renders_once_and_clamps_per_date() {
+    let day = Duration::from_secs(86_400);
+    let at = |time: SystemTime| {
+        let mut response = Response::new(304, Body::Empty);
+        response.last_modified = Some(Modified::new(time));
+        let mut out = Vec::new();
+        response.encode_head(Date::parse(DATE).unwrap(), true, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    let date = UNIX_EPOCH + Duration::from_secs(784_111_777);
+    assert_eq!(Modified::new(date).text(), DATE);
+    assert!(at(date - day).contains("\r\nLast-Modified: Sat, 05 Nov 1994 08:49:37 GMT\r\n"));
+    assert!(at(date + day).contains(&format!("\r\nLast-Modified: {DATE}\r\n")));
+    assert_eq!(
+        Modified::new(UNIX_EPOCH - day).text(),
+        "Thu, 01 Jan 1970 00:00:00 GMT"
+    );
+}
+
+#[test]
+fn small_refuses_what_does_not_fit() {
+    let mut small = Small::default();
+    assert!(write!(small, "{}", "x".repeat(96)).is_ok());
+    assert_eq!(small.as_str().len(), 96);
+    assert!(write!(small, "y").is_err());
+    assert_eq!(small.as_str(), "x".repeat(96));
 }
