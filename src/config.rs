@@ -2,7 +2,8 @@
 //! validated conversion from them to the [`Config`] the server runs with
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
-//! May use: error, files (to open the root), filecache, handler (the `Site` it fills).
+//! May use: error, files (to open the root), filecache, handler (the `Site` it fills),
+//! response (the `Charset` it checks).
 //!
 //! A new flag is a field in [`Args`] (name, default and help together), then its checked
 //! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field
@@ -19,6 +20,7 @@ use crate::error::ErrorPages;
 use crate::filecache;
 use crate::files::Root;
 use crate::handler::Site;
+use crate::response::Charset;
 
 // The flags as typed: each default is the one the binary uses, written once next to the help
 // text that states it. Nothing here is checked yet; `Config::from_args` does that. (The doc
@@ -84,6 +86,10 @@ pub struct Args {
     /// not see) (default: 64M)
     #[argh(option, default = "String::from(\"64M\")")]
     pub file_cache: String,
+    /// charset named in the Content-Type of text/*, JavaScript and JSON replies, e.g. utf-8
+    /// (default: none, types are sent bare)
+    #[argh(option)]
+    pub charset: Option<String>,
     /// debug logging (RUST_LOG works too)
     #[argh(switch, short = 'd')]
     pub debug: bool,
@@ -217,6 +223,11 @@ impl Config {
         let pages =
             ErrorPages::load(args.error_pages.as_deref(), root.path()).map_err(ConfigError)?;
         let dispatch = Dispatch::parse(&args.dispatch)?;
+        let charset = match args.charset.as_deref() {
+            Some(value) => Charset::parse(value).map_err(ConfigError)?,
+            None => Charset::default(),
+        };
+        let pages = pages.with_charset(&charset);
         let (cache, file_cache_note) =
             filecache::from_flag(&root, &args.file_cache).map_err(ConfigError)?;
         Ok(Config {
@@ -227,6 +238,7 @@ impl Config {
                 cache_control,
                 pages,
                 cache,
+                charset,
             },
             file_cache_note,
             workers: args.workers,

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::response::{Body, Response};
+use crate::response::{Body, Charset, Response, Text};
 use crate::status;
 
 /// Declares [`HttpError`] from one list, so that its variants, [`HttpError::ALL`] and
@@ -88,12 +88,25 @@ const MAX_PAGE: u64 = 1024 * 1024;
 
 /// The site's own error pages, read once at start-up (nginx's `error_page`), used in place of
 /// the built-in ones. Never read per request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ErrorPages {
     /// (status, page) for each status with its own `NNN.html`.
     pages: Vec<(u16, &'static [u8])>,
     /// `50x.html`: any 5xx without its own page.
     server_error: Option<&'static [u8]>,
+    /// The pages' `Content-Type`: `text/html`, with `--charset`'s parameter if set
+    /// (rendered once; the built-in pages are ASCII, so any charset is true of them).
+    content_type: Text,
+}
+
+impl Default for ErrorPages {
+    fn default() -> ErrorPages {
+        ErrorPages {
+            pages: Vec::new(),
+            server_error: None,
+            content_type: Text::Static("text/html"),
+        }
+    }
 }
 
 impl ErrorPages {
@@ -128,6 +141,12 @@ impl ErrorPages {
         Ok(pages)
     }
 
+    /// The same pages, sent with `charset` (`--charset`).
+    pub fn with_charset(mut self, charset: &Charset) -> ErrorPages {
+        self.content_type = charset.content_type("text/html");
+        self
+    }
+
     /// How many custom pages are loaded.
     pub fn len(&self) -> usize {
         self.pages.len() + usize::from(self.server_error.is_some())
@@ -149,7 +168,7 @@ impl ErrorPages {
             .or(self.server_error.filter(|_| code >= 500));
         let page = custom.unwrap_or_else(|| status::page(code));
         let mut response = Response::new(code, Body::Static(page));
-        response.content_type = Some("text/html".into());
+        response.content_type = Some(self.content_type.clone());
         if err == HttpError::MethodNotAllowed {
             response.allow = Some("GET, HEAD");
         }

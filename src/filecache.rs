@@ -25,7 +25,7 @@ use std::time::UNIX_EPOCH;
 use crate::error::HttpError;
 use crate::files::{self, RelPath, Resolved, Root};
 use crate::negotiate::Coding;
-use crate::response::{Modified, Small, Text};
+use crate::response::{Charset, Modified, Small, Text};
 use crate::url::SafePath;
 
 /// Bodies up to this size are kept in memory (the connection's one-write limit,
@@ -89,6 +89,7 @@ impl Found {
     fn open(
         root: &Root,
         (file, meta, content_type, rel): (File, Metadata, &'static str, &RelPath),
+        charset: &Charset,
         bodies: bool,
     ) -> Found {
         let mut reps = vec![rep(Coding::Identity, file, meta, bodies)];
@@ -97,7 +98,7 @@ impl Found {
         }
         let available = reps[1..].iter().map(|rep| rep.coding).collect();
         Found {
-            content_type: Text::Static(content_type),
+            content_type: charset.content_type(content_type),
             reps,
             available,
         }
@@ -161,14 +162,15 @@ pub enum Lookup {
     Other(Box<Resolved>),
 }
 
-/// Resolves `path` as `files::resolve` does, through `cache` when there is one.
+/// Resolves `path` as `files::resolve` does, through `cache` when there is one; a file's
+/// `Content-Type` gets `charset` where it applies.
 pub fn resolve(
     cache: Option<&FileCache>,
-    root: &Root,
+    (root, charset): (&Root, &Charset),
     path: &SafePath,
     query: Option<&str>,
 ) -> Result<Lookup, HttpError> {
-    let uncached = |bodies| uncached(root, path, query, bodies);
+    let uncached = |bodies| uncached(root, charset, path, query, bodies);
     let Some(cache) = cache else {
         return uncached(false);
     };
@@ -214,6 +216,7 @@ pub fn resolve(
 
 fn uncached(
     root: &Root,
+    charset: &Charset,
     path: &SafePath,
     query: Option<&str>,
     bodies: bool,
@@ -227,6 +230,7 @@ fn uncached(
         } => Lookup::File(Arc::new(Found::open(
             root,
             (file, meta, content_type, &rel),
+            charset,
             bodies,
         ))),
         other => Lookup::Other(Box::new(other)),

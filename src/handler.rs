@@ -19,7 +19,7 @@ use crate::listing;
 use crate::negotiate;
 use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
-use crate::response::{Body, Part, Response, Text};
+use crate::response::{Body, Charset, Part, Response, Text};
 use crate::status;
 use crate::url::{self, SafePath};
 
@@ -37,6 +37,8 @@ pub struct Site {
     pub pages: ErrorPages,
     /// `--file-cache SIZE`: what lookups found, kept exact by inotify (`None`: off).
     pub cache: Option<Arc<FileCache>>,
+    /// `--charset VALUE`: the charset parameter of textual `Content-Type`s (none by default).
+    pub charset: Charset,
 }
 
 /// The reply to `request`.
@@ -49,16 +51,17 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     }
     let target = url::split_target(request.target)?;
     if site.health.as_deref() == Some(target.path) {
-        return Ok(health());
+        return Ok(health(site));
     }
     let path = url::decode_path(target.path)?;
     let cache = site.cache.as_deref();
-    let resolved = match filecache::resolve(cache, &site.root, &path, target.query)? {
-        Lookup::File(found) => return file_reply(request, site, &found),
-        Lookup::Other(resolved) => resolved,
-    };
+    let resolved =
+        match filecache::resolve(cache, (&site.root, &site.charset), &path, target.query)? {
+            Lookup::File(found) => return file_reply(request, site, &found),
+            Lookup::Other(resolved) => resolved,
+        };
     match *resolved {
-        Resolved::Redirect(location) => Ok(redirect(location)),
+        Resolved::Redirect(location) => Ok(redirect(site, location)),
         Resolved::Directory { dir, meta, rel } if site.list => {
             listing(request, site, &path, (&dir, &meta, &rel), target.query)
         }
@@ -83,18 +86,18 @@ fn fault_injection(request: &Request) {
     }
 }
 
-fn health() -> Response {
+fn health(site: &Site) -> Response {
     let mut response = Response::new(200, Body::Static(b"ok"));
-    response.content_type = Some(Text::Static("text/plain"));
+    response.content_type = Some(site.charset.content_type("text/plain"));
     response.extra.push(("Cache-Control", "no-store".into()));
     response
 }
 
-fn redirect(location: String) -> Response {
+fn redirect(site: &Site, location: String) -> Response {
     // The body is fixed: the Location may carry the client's query, which we never echo
     // into HTML.
     let mut response = Response::new(301, Body::Static(status::page(301)));
-    response.content_type = Some(Text::Static("text/html"));
+    response.content_type = Some(site.charset.content_type("text/html"));
     response.location = Some(location);
     response
 }
@@ -304,8 +307,15 @@ fn listing(
         Outcome::Failed => return Ok(listed(site.pages.render(HttpError::PreconditionFailed))),
         Outcome::Proceed => {}
     }
+    // A listing is written in UTF-8 whatever `--charset` says the files are: the HTML page
+    // always says so, and with `--charset` the JSON says so too, as every JSON reply then
+    // names its charset.
     let (body, content_type) = if json {
-        (listing::json(&entries), "application/json")
+        let media = match site.charset.value() {
+            Some(_) => "application/json; charset=utf-8",
+            None => "application/json",
+        };
+        (listing::json(&entries), media)
     } else {
         (
             listing::html(&path.segments, &entries, truncated),

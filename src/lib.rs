@@ -83,6 +83,8 @@ pub mod internals {
         pub use crate::error::{ErrorPages, HttpError};
     }
     pub mod response {
-        pub use crate::response::{http_date, Body, Clock, Date, Modified, Part, Response, Text};
+        pub use crate::response::{
+            http_date, Body, Charset, Clock, Date, Modified, Part, Response, Text,
+        };
     }
 }

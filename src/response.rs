@@ -255,6 +255,61 @@ impl std::fmt::Write for Small {
     }
 }
 
+/// `--charset VALUE` (nginx's `charset`): the `charset` parameter added to the
+/// `Content-Type` of textual media types. None by default: every type goes out as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Charset(Option<Arc<str>>);
+
+impl Charset {
+    /// A charset name as RFC 9110 §8.3.2 allows a parameter value without quotes: a token.
+    pub fn parse(value: &str) -> Result<Charset, String> {
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if value.is_empty() || !value.bytes().all(tchar) {
+            return Err(format!(
+                "--charset {value:?}: expected a charset name such as utf-8 (letters, digits \
+                 and !#$%&'*+-.^_`|~ only)"
+            ));
+        }
+        Ok(Charset(Some(value.into())))
+    }
+
+    /// The charset, if one is set.
+    pub fn value(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// The `Content-Type` value for `media` (a bare type such as `text/html`): with
+    /// `; charset=VALUE` when a charset is set and the type is textual (`text/*`,
+    /// JavaScript, JSON), else `media` as it is. Allocates only when it adds the parameter.
+    pub fn content_type(&self, media: &'static str) -> Text {
+        match self.value() {
+            Some(charset) if is_textual(media) => {
+                Text::Shared(Arc::from(format!("{media}; charset={charset}").as_str()))
+            }
+            _ => Text::Static(media),
+        }
+    }
+}
+
+/// Whether a charset parameter means something for `media`: text, and the JavaScript and
+/// JSON types, which are text under an `application/` name. A type that has parameters
+/// already is left alone.
+fn is_textual(media: &str) -> bool {
+    let media = media.to_ascii_lowercase();
+    if media.contains(';') {
+        return false;
+    }
+    media.starts_with("text/")
+        || media.ends_with("+json")
+        || matches!(
+            media.as_str(),
+            "application/javascript"
+                | "application/x-javascript"
+                | "application/ecmascript"
+                | "application/json"
+        )
+}
+
 /// Appends the field line `name: value`.
 fn header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());

@@ -215,10 +215,14 @@ fn compare(root: &Path, flags: &[&str]) -> usize {
 fn cached_and_uncached_heads_are_identical() {
     let root = fixture();
     let mut compared = 0;
-    for flags in [&[][..], &["--cache-control", "max-age=60"]] {
+    for flags in [
+        &[][..],
+        &["--charset", "utf-8"],
+        &["--cache-control", "max-age=60"],
+    ] {
         compared += compare(root.path(), flags);
     }
-    assert_eq!(compared, 2 * PATHS.len() * 12 * 6);
+    assert_eq!(compared, 3 * PATHS.len() * 12 * 6);
 }
 
 /// A cached entry's pre-rendered values follow the file: a touch in the cache's lifetime

@@ -467,6 +467,10 @@ fn bad_command_lines_fail_with_one_clear_line() {
         ),
         (vec!["-r", r, "-p", "0", "--dispatch", "fast"], "--dispatch"),
         (
+            vec!["-r", r, "-p", "0", "--charset", "utf-8; x"],
+            "--charset \"utf-8; x\": expected a charset name",
+        ),
+        (
             vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"],
             "access log",
         ),

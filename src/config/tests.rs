@@ -35,6 +35,7 @@ fn defaults_are_the_documented_ones() {
     assert!(!config.site.list);
     assert_eq!(config.site.health, None);
     assert_eq!(config.site.cache_control, None);
+    assert_eq!(config.site.charset.value(), None);
     // The defaults that --help states are the ones in force.
     let help = Args::from_args(&["httpd"], &["--help"]).unwrap_err().output;
     for said in [
@@ -83,6 +84,8 @@ fn every_flag_reaches_its_setting() {
         "/healthz",
         "--cache-control",
         "public, max-age=60",
+        "--charset",
+        "utf-8",
     ])
     .unwrap();
     assert_eq!(config.workers, 3);
@@ -106,6 +109,7 @@ fn every_flag_reaches_its_setting() {
         config.site.cache_control.as_deref(),
         Some("public, max-age=60")
     );
+    assert_eq!(config.site.charset.value(), Some("utf-8"));
     assert_eq!(parse(&["-a", "::1"]).unwrap().addr.ip().to_string(), "::1");
     for off in [&["-l", "off"][..], &["--log", "off"]] {
         assert_eq!(parse(off).unwrap().access_log, LogTo::Off, "{off:?}");
@@ -163,6 +167,18 @@ fn each_invalid_setting_says_what_is_wrong() {
             "--error-pages '/no/such/dir'",
         ),
         (
+            &["--charset", ""],
+            "--charset \"\": expected a charset name such as utf-8",
+        ),
+        (&["--charset", "utf 8"], "--charset \"utf 8\": expected"),
+        (&["--charset", "utf-8; x=y"], "--charset \"utf-8; x=y\""),
+        (&["--charset", "\"utf-8\""], "--charset \"\\\"utf-8\\\"\""),
+        (
+            &["--charset", "utf-8\r\nSet-Cookie: a=b"],
+            "--charset \"utf-8\\r\\n",
+        ),
+        (&["--charset", "caf\u{e9}"], "--charset \"caf\u{e9}\""),
+        (
             &["--dispatch", "fast"],
             "--dispatch 'fast': expected direct, defer or poll",
         ),
@@ -184,5 +200,17 @@ fn each_invalid_setting_says_what_is_wrong() {
     }
     for mode in ["direct", "defer", "poll"] {
         assert!(parse(&["--dispatch", mode]).is_ok(), "{mode}");
+    }
+    // Any token is a charset name: the registry's names are tokens.
+    for name in [
+        "utf-8",
+        "UTF-8",
+        "iso-8859-1",
+        "windows-1252",
+        "Shift_JIS",
+        "x-mac+roman",
+    ] {
+        let config = parse(&["--charset", name]).unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(config.site.charset.value(), Some(name));
     }
 }

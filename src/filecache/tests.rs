@@ -39,7 +39,7 @@ fn open(dir: &Dir, bytes: u64) -> (Root, FileCache) {
 /// The body served for `url` (`None` for a 404), through the cache.
 fn get(cache: &FileCache, root: &Root, url: &str) -> Option<Vec<u8>> {
     let path = decode_path(url).unwrap();
-    match resolve(Some(cache), root, &path, None) {
+    match resolve(Some(cache), (root, &Charset::default()), &path, None) {
         Ok(Lookup::File(found)) => {
             let rep = &found.reps[0];
             Some(match &rep.body {
@@ -157,7 +157,7 @@ fn variants_are_cached_with_the_file_and_their_changes_seen() {
     let (root, cache) = open(&dir, 1 << 20);
     let found = |cache: &FileCache| match resolve(
         Some(cache),
-        &root,
+        (&root, &Charset::default()),
         &decode_path("/p.html").unwrap(),
         None,
     ) {

@@ -183,6 +183,39 @@ fn clock_is_imf_fixdate_and_clf_follows() {
 }
 
 #[test]
+fn a_charset_is_added_to_textual_types_only() {
+    let none = Charset::default();
+    let utf8 = Charset::parse("utf-8").unwrap();
+    let table = [
+        ("text/html", "text/html; charset=utf-8"),
+        ("text/plain", "text/plain; charset=utf-8"),
+        ("text/css", "text/css; charset=utf-8"),
+        ("text/javascript", "text/javascript; charset=utf-8"),
+        (
+            "application/javascript",
+            "application/javascript; charset=utf-8",
+        ),
+        ("application/json", "application/json; charset=utf-8"),
+        (
+            "application/manifest+json",
+            "application/manifest+json; charset=utf-8",
+        ),
+        ("image/png", "image/png"),
+        ("image/svg+xml", "image/svg+xml"),
+        ("application/octet-stream", "application/octet-stream"),
+        ("application/wasm", "application/wasm"),
+        // A type that has its parameters already keeps them.
+        ("text/html; charset=utf-8", "text/html; charset=utf-8"),
+    ];
+    for (media, with) in table {
+        assert_eq!(&*none.content_type(media), media, "{media}");
+        assert_eq!(&*utf8.content_type(media), with, "{media}");
+    }
+    assert!(Charset::parse("utf 8").is_err());
+    assert!(Charset::parse("").is_err());
+}
+
+#[test]
 fn modified_renders_once_and_clamps_per_date() {
     let day = Duration::from_secs(86_400);
     let at = |time: SystemTime| {
