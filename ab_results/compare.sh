@@ -184,94 +184,10 @@ RAW=$OUT/compare-$stamp
 mkdir -p "$RAW"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# The docroot: a 1 KiB page and a BIG_MIB MiB file of random bytes, read once so it is in the
-# page cache before any server is measured. Readable by nobody (nginx and h2o workers).
-docroot=$tmp/docroot
-mkdir -p "$docroot"
-{ printf '<!doctype html><html><head><title>1k</title></head><body><p>'
-  head -c 2000 /dev/zero | tr '\0' 'x'; } | head -c 1005 > "$docroot/1k.html"
-printf '</p></body></html>\n' >> "$docroot/1k.html"
-head -c $((BIG_MIB * 1048576)) /dev/urandom > "$docroot/big.bin"
-cat "$docroot/big.bin" > /dev/null
-chmod -R a+rX "$docroot"
-small_len=$(stat -c %s "$docroot/1k.html")
-big_len=$(stat -c %s "$docroot/big.bin")
+# The docroot: a 1 KiB page and a BIG_MIB MiB file of random bytes (lib.sh: peer_docroot).
+peer_docroot "$BIG_MIB"
 
-version() {
-  case $1 in
-    httpd) echo "httpd $commit (target/release/httpd)" ;;
-    nginx) nginx -v 2>&1 | head -1 ;;
-    h2o) h2o --version 2>&1 | head -1 ;;
-    lighttpd) lighttpd -v 2>&1 | head -1 ;;
-  esac
-}
-
-# start_server NAME: a fresh server pinned to SERVER_CPU; sets $server_pid, $port, $server_cmd.
-start_server() {
-  local name=$1 dir
-  dir=$(mktemp -d "$tmp/$name.XXXX")
-  chmod 777 "$dir"   # h2o and nginx workers may write their logs here as nobody
-  local pin=(taskset -c "$SERVER_CPU")
-  case $name in
-    httpd)
-      local log=off
-      [ "$LOG" = on ] && log=$dir/access.log
-      HTTPD_PREFIX=("${pin[@]}")
-      start_httpd -r "$docroot" -w "$HTTPD_WORKERS" -a 127.0.0.1 -p 0 -l "$log"
-      server_cmd="taskset -c $SERVER_CPU target/release/httpd -r DOCROOT -w $HTTPD_WORKERS -a 127.0.0.1 -p $port -l $([ "$LOG" = on ] && echo ACCESS_LOG || echo off)"
-      ;;
-    nginx)
-      port=$(free_port)
-      local access="access_log off;"
-      [ "$LOG" = on ] && access="access_log $dir/access.log;"
-      nginx_conf "$dir" "$port" "$docroot" 1 4096 "sendfile on;" "$access"
-      NGINX_PREFIX=("${pin[@]}")
-      start_nginx "$dir" "$port" /1k.html
-      server_cmd="taskset -c $SERVER_CPU nginx -c CONF: worker_processes 1; worker_connections 4096; sendfile on; $access"
-      ;;
-    h2o)
-      port=$(free_port)
-      {
-        [ "$(id -u)" = 0 ] && echo "user: nobody"   # h2o refuses to run as root
-        echo "num-threads: 1"
-        echo "max-connections: 4096"
-        echo "error-log: $dir/error.log"
-        echo "pid-file: $dir/h2o.pid"
-        [ "$LOG" = on ] && echo "access-log: $dir/access.log"
-        echo "listen:"
-        echo "  host: 127.0.0.1"
-        echo "  port: $port"
-        echo "hosts:"
-        echo "  default:"
-        echo "    paths:"
-        echo "      /:"
-        echo "        file.dir: $docroot"
-      } > "$dir/h2o.conf"
-      start_bg "$dir/stdout" "$dir/stderr" "${pin[@]}" h2o -c "$dir/h2o.conf"
-      server_pid=$started
-      server_cmd="taskset -c $SERVER_CPU h2o -c CONF: num-threads 1; max-connections 4096; access log $LOG"
-      ;;
-    lighttpd)
-      port=$(free_port)
-      {
-        echo "server.document-root = \"$docroot\""
-        echo "server.bind = \"127.0.0.1\""
-        echo "server.port = $port"
-        echo "server.errorlog = \"$dir/error.log\""
-        echo "server.max-fds = 16384"
-        echo 'mimetype.assign = (".html" => "text/html", ".bin" => "application/octet-stream")'
-        if [ "$LOG" = on ]; then
-          echo 'server.modules += ("mod_accesslog")'
-          echo "accesslog.filename = \"$dir/access.log\""
-        fi
-      } > "$dir/lighttpd.conf"
-      start_bg "$dir/stdout" "$dir/stderr" "${pin[@]}" lighttpd -D -f "$dir/lighttpd.conf"
-      server_pid=$started
-      server_cmd="taskset -c $SERVER_CPU lighttpd -D -f CONF: one process; server.max-fds 16384; access log $LOG"
-      ;;
-  esac
-  wait_http "$port" /1k.html || { echo "$name did not start:" >&2; cat "$dir"/std* "$dir"/error.log >&2 2>/dev/null; exit 1; }
-}
+# Servers: lib.sh's start_server (their configs are there) and server_version.
 
 # The client's command line for a workload (without the taskset prefix).
 client_cmd() { # workload port
@@ -283,15 +199,6 @@ client_cmd() { # workload port
     wrk) echo "wrk -t2 -c100 -d${WRK_SECS}s --timeout 5s --latency $url/1k.html" ;;
     wrkbig) echo "wrk -t1 -c4 -d${WRK_SECS}s --timeout 30s --latency $url/big.bin" ;;
   esac
-}
-
-# Per-CPU busy and total jiffies from /proc/stat: "busy total" for cpuN.
-core_jiffies() {
-  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
-}
-busy_frac() { # "busy0 total0" "busy1 total1" -> fraction busy
-  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-    d = y[2] - x[2]; printf "%.2f", (d > 0 ? (y[1] - x[1]) / d : 0) }'
 }
 
 hz=$(getconf CLK_TCK)
@@ -324,57 +231,32 @@ for round in $(seq "$ROUNDS"); do
       {
         echo "# commit:  $commit   date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')   round $round/$ROUNDS"
         echo "# machine: $machine; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "# server:  $server_cmd   ($(version "$srv"))"
+        echo "# server:  $server_cmd   ($(server_version "$srv"))"
         echo "# client:  taskset -c $CLIENT_CPU $client"
         echo
       } > "$file"
-      c0=$(core_jiffies "$CLIENT_CPU"); s0=$(core_jiffies "$SERVER_CPU"); t0=$(cpu_ticks "$server_pid")
       # shellcheck disable=SC2086
-      timeout $((WRK_SECS + 330)) taskset -c "$CLIENT_CPU" $client >> "$file" 2>&1 || echo "# client exited with status $?" >> "$file"
-      t1=$(cpu_ticks "$server_pid"); c1=$(core_jiffies "$CLIENT_CPU"); s1=$(core_jiffies "$SERVER_CPU")
-      kill -0 "$server_pid" 2>/dev/null || echo "# SERVER DIED during the run" >> "$file"
+      measured_client "$file" $((WRK_SECS + 330)) $client
       stop_server
-      ticks=$((t1 - t0))
-      cb=$(busy_frac "$c0" "$c1"); sb=$(busy_frac "$s0" "$s1")
-      # The server's CPU time as a share of its core's elapsed time: the rest of the core's
-      # busy time (server_core_busy minus this) was someone else's, i.e. noise.
-      share=$(awk -v t="$ticks" -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        d = y[2] - x[2]; printf "%.2f", (d > 0 ? t / d : 0) }')
-      {
-        echo
-        echo "# server CPU ticks (utime+stime, USER_HZ=$hz, server and its descendants) during the run: $ticks"
-        echo "# core busy during the run: client core $CLIENT_CPU $cb, server core $SERVER_CPU $sb (server's own share $share)"
-      } >> "$file"
       # Parse the client's output.
       if [ "$wl" = wrk ] || [ "$wl" = wrkbig ]; then
-        requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$file")
-        value=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$file")
-        unit=req/s
+        parse_wrk "$file"
+        value=$rps unit=req/s
         if [ "$wl" = wrkbig ]; then   # "N requests in 10.01s, 17.50GB read" (wrk's units are powers of 1024)
           unit=MiB/s
           value=$(sed -n 's/^ *[0-9]* requests in \([0-9.]*\)\(m\{0,1\}s\), \([0-9.]*\)\([KMGT]\{0,1\}B\) read.*/\1 \2 \3 \4/p' "$file" |
                   awk '{ t = $1 * ($2 == "ms" ? 0.001 : 1); m = $4 == "KB" ? 1024 : $4 == "MB" ? 1048576 : $4 == "GB" ? 1073741824 : $4 == "TB" ? 1099511627776 : 1
                          if (t > 0) printf "%.1f", $3 * m / 1048576 / t }')
         fi
-        failed=$(sed -n 's/.*Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' "$file" |
-                 awk '{ print $1 + $2 + $3 + $4 }')
-        non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$file")
-        ka=-
       else
-        requests=$(sed -n 's/^Complete requests: *\([0-9]*\).*/\1/p' "$file")
-        failed=$(sed -n 's/^Failed requests: *\([0-9]*\).*/\1/p' "$file")
-        non2xx=$(sed -n 's/^Non-2xx responses: *\([0-9]*\).*/\1/p' "$file")
-        ka=$(sed -n 's/^Keep-Alive requests: *\([0-9]*\).*/\1/p' "$file")
+        parse_ab "$file"
+        value=$rps unit=req/s
         if [ "$wl" = big ]; then
           unit=MiB/s
           value=$(sed -n 's/^Transfer rate: *\([0-9.]*\).*/\1/p' "$file" | awk '{ if ($1 != "") printf "%.1f", $1 / 1024 }')
-        else
-          unit=req/s
-          value=$(sed -n 's/^Requests per second: *\([0-9.]*\).*/\1/p' "$file")
         fi
       fi
       grep -qE 'apr_pollset_poll|Test aborted|client exited|SERVER DIED' "$file" && value=   # an aborted run has no value
-      requests=${requests:-0} failed=${failed:-0} non2xx=${non2xx:-0} ka=${ka:--}
       us=$(awk -v t="$ticks" -v n="$requests" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$wl" "$srv" "${value:--}" "$unit" \
         "$requests" "$failed" "$non2xx" "$ka" "$ticks" "$us" "$cb" "$sb" "$share" "$(basename "$file")" >> "$RAW/runs.tsv"
@@ -392,7 +274,7 @@ elapsed=$((SECONDS - t_start))
   echo "Command: \`$settings SERVERS=\"${servers[*]}\" WORKLOADS=\"${workloads[*]}\" ab_results/compare.sh\`"
   echo "(commit \`$commit\`), $(date -u '+%Y-%m-%d'), $elapsed s. Machine: $machine. Server pinned to CPU $SERVER_CPU,"
   echo "client to CPU $CLIENT_CPU; loadavg $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
-  echo "Versions: $(for s in "${servers[@]}"; do printf '%s; ' "$(version "$s")"; done)$(ab -V | head -1 | sed 's/^This is //; s/ <.*//')$(command -v wrk >/dev/null && printf '; %s' "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)")."
+  echo "Versions: $(for s in "${servers[@]}"; do printf '%s; ' "$(server_version "$s")"; done)$(ab -V | head -1 | sed 's/^This is //; s/ <.*//')$(command -v wrk >/dev/null && printf '; %s' "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)")."
   echo "Workloads: ka = \`$(client_cmd ka PORT)\`, close = \`$(client_cmd close PORT)\`,"
   echo "big = \`$(client_cmd big PORT)\` ($BIG_MIB MiB), wrk = \`$(client_cmd wrk PORT)\`,"
   echo "wrkbig = \`$(client_cmd wrkbig PORT)\`; 1k.html is $small_len bytes. Every run on a fresh server."

@@ -11,7 +11,9 @@
 #   stop_server                       SIGTERM $server_pid, wait (SIGKILL after 15 s)
 #   nginx_conf DIR PORT ROOT WORKERS CONNS [DIRECTIVE...]; start_nginx DIR PORT PATH
 #   start_bg OUT ERR CMD... / stop_pid PID / wait_pid PID      any other background process
-#   free_port, wait_http PORT PATH, cpu_ticks PID
+#   free_port, wait_http PORT PATH, cpu_ticks PID, peak_rss PID
+#   peer_docroot [BIG_MIB]; start_server NAME; server_version NAME     compare.sh and run.sh:
+#   core_jiffies CPU, busy_frac A B; measured_client FILE CMD...; parse_ab FILE; parse_wrk FILE
 #   ab_docroot, ab_cpu OUT BIN [ARGS], ab_strace OUT BIN [ARGS]   the A/B scripts of issue 10
 #
 # Only processes this script started are ever signalled: every server is started through
@@ -190,6 +192,191 @@ cpu_ticks() {
       for (p in mine) total += ticks[p]
       print total + 0
     }'
+}
+
+# peak_rss PID: the peak resident set (VmHWM, KiB) of PID plus that of each of its descendants
+# (nginx's workers), summed: pages two processes share count twice, as in any sum of RSS.
+peak_rss() {
+  local p total=0 kib
+  for p in $(tree_pids "$1"); do
+    kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
+    total=$((total + ${kib:-0}))
+  done
+  echo "$total"
+}
+
+# tree_pids PID: PID and its descendants, one a line (through the ppid field of /proc/*/stat).
+tree_pids() {
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
+    { pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " "); parent[pid] = f[2] }
+    END {
+      mine[root] = 1
+      do { grew = 0
+           for (p in parent) if (!(p in mine) && (parent[p] in mine)) { mine[p] = 1; grew = 1 }
+      } while (grew)
+      for (p in mine) print p
+    }'
+}
+
+# --- httpd next to its peers, pinned (compare.sh and run.sh) ---------------------------------
+# These read: $SERVER_CPU and $CLIENT_CPU (the cores server and client are pinned to), $LOG
+# (on: every server logs to a file; off: none does, httpd `-l off`), $HTTPD_WORKERS, and
+# HTTPD_EXTRA (an array of further httpd flags, may be unset).
+
+# peer_docroot [BIG_MIB]: $tmp/docroot with a 1 KiB page 1k.html (and, given BIG_MIB, a file
+# big.bin of that many MiB of random bytes, read once so it is in the page cache), readable by
+# nobody (nginx and h2o workers). Sets $docroot, $small_len and $big_len.
+peer_docroot() {
+  docroot=$tmp/docroot
+  mkdir -p "$docroot"
+  { printf '<!doctype html><html><head><title>1k</title></head><body><p>'
+    head -c 2000 /dev/zero | tr '\0' 'x'; } | head -c 1005 > "$docroot/1k.html"
+  printf '</p></body></html>\n' >> "$docroot/1k.html"
+  big_len=
+  if [ -n "${1:-}" ]; then
+    head -c $(($1 * 1048576)) /dev/urandom > "$docroot/big.bin"
+    cat "$docroot/big.bin" > /dev/null
+    big_len=$(stat -c %s "$docroot/big.bin")
+  fi
+  chmod -R a+rX "$docroot"
+  small_len=$(stat -c %s "$docroot/1k.html")
+}
+
+server_version() {
+  case $1 in
+    httpd) echo "httpd $commit (target/release/httpd)" ;;
+    nginx) nginx -v 2>&1 | head -1 ;;
+    h2o) h2o --version 2>&1 | head -1 ;;
+    lighttpd) lighttpd -v 2>&1 | head -1 ;;
+  esac
+}
+
+# start_server NAME: a fresh server (httpd nginx h2o lighttpd) on $docroot, pinned to
+# $SERVER_CPU, on a free loopback port, answering /1k.html; sets $server_pid, $port and
+# $server_cmd (its command line and config, for the raw files' header). Peers run with their
+# natural worker count on their one core: nginx 1 worker process (sendfile on,
+# worker_connections 4096), h2o num-threads 1 (max-connections 4096), lighttpd one process
+# (server.max-fds 16384).
+start_server() {
+  local name=$1 dir
+  dir=$(mktemp -d "$tmp/$name.XXXX")
+  chmod 777 "$dir"   # h2o and nginx workers may write their logs here as nobody
+  local pin=(taskset -c "$SERVER_CPU")
+  case $name in
+    httpd)
+      local log=off
+      [ "$LOG" = on ] && log=$dir/access.log
+      HTTPD_PREFIX=("${pin[@]}")
+      start_httpd -r "$docroot" -w "$HTTPD_WORKERS" -a 127.0.0.1 -p 0 -l "$log" ${HTTPD_EXTRA[@]+"${HTTPD_EXTRA[@]}"}
+      server_cmd="taskset -c $SERVER_CPU target/release/httpd -r DOCROOT -w $HTTPD_WORKERS -a 127.0.0.1 -p $port -l $([ "$LOG" = on ] && echo ACCESS_LOG || echo off)${HTTPD_EXTRA[*]+ ${HTTPD_EXTRA[*]}}"
+      ;;
+    nginx)
+      port=$(free_port)
+      local access="access_log off;"
+      [ "$LOG" = on ] && access="access_log $dir/access.log;"
+      nginx_conf "$dir" "$port" "$docroot" 1 4096 "sendfile on;" "$access"
+      NGINX_PREFIX=("${pin[@]}")
+      start_nginx "$dir" "$port" /1k.html
+      server_cmd="taskset -c $SERVER_CPU nginx -c CONF: worker_processes 1; worker_connections 4096; sendfile on; $access"
+      ;;
+    h2o)
+      port=$(free_port)
+      {
+        [ "$(id -u)" = 0 ] && echo "user: nobody"   # h2o refuses to run as root
+        echo "num-threads: 1"
+        echo "max-connections: 4096"
+        echo "error-log: $dir/error.log"
+        echo "pid-file: $dir/h2o.pid"
+        [ "$LOG" = on ] && echo "access-log: $dir/access.log"
+        echo "listen:"
+        echo "  host: 127.0.0.1"
+        echo "  port: $port"
+        echo "hosts:"
+        echo "  default:"
+        echo "    paths:"
+        echo "      /:"
+        echo "        file.dir: $docroot"
+      } > "$dir/h2o.conf"
+      start_bg "$dir/stdout" "$dir/stderr" "${pin[@]}" h2o -c "$dir/h2o.conf"
+      server_pid=$started
+      server_cmd="taskset -c $SERVER_CPU h2o -c CONF: num-threads 1; max-connections 4096; access log $LOG"
+      ;;
+    lighttpd)
+      port=$(free_port)
+      {
+        echo "server.document-root = \"$docroot\""
+        echo "server.bind = \"127.0.0.1\""
+        echo "server.port = $port"
+        echo "server.errorlog = \"$dir/error.log\""
+        echo "server.max-fds = 16384"
+        echo 'mimetype.assign = (".html" => "text/html", ".bin" => "application/octet-stream")'
+        if [ "$LOG" = on ]; then
+          echo 'server.modules += ("mod_accesslog")'
+          echo "accesslog.filename = \"$dir/access.log\""
+        fi
+      } > "$dir/lighttpd.conf"
+      start_bg "$dir/stdout" "$dir/stderr" "${pin[@]}" lighttpd -D -f "$dir/lighttpd.conf"
+      server_pid=$started
+      server_cmd="taskset -c $SERVER_CPU lighttpd -D -f CONF: one process; server.max-fds 16384; access log $LOG"
+      ;;
+    *) echo "start_server: unknown server $name" >&2; exit 2 ;;
+  esac
+  wait_http "$port" /1k.html || { echo "$name did not start:" >&2; cat "$dir"/std* "$dir"/error.log >&2 2>/dev/null; exit 1; }
+}
+
+# Per-CPU busy and total jiffies from /proc/stat: "busy total" for cpuN.
+core_jiffies() {
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+busy_frac() { # "busy0 total0" "busy1 total1" -> fraction busy
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    d = y[2] - x[2]; printf "%.2f", (d > 0 ? (y[1] - x[1]) / d : 0) }'
+}
+
+# measured_client FILE LIMIT CMD...: run CMD pinned to $CLIENT_CPU (killed after LIMIT seconds),
+# its output appended to FILE, while reading the server's CPU ticks and both cores' load; then
+# append those to FILE. Sets $ticks (server utime+stime, its whole process tree), $cb and $sb
+# (share of the client's and the server's core that was busy) and $share (the server's own
+# share of its core: the rest of $sb was someone else's, i.e. noise), and $rss (peak_rss of
+# the server, KiB, read after the client ended and before the server is stopped).
+measured_client() {
+  local file=$1 limit=$2; shift 2
+  local c0 c1 s0 s1 t0 t1
+  c0=$(core_jiffies "$CLIENT_CPU"); s0=$(core_jiffies "$SERVER_CPU"); t0=$(cpu_ticks "$server_pid")
+  timeout "$limit" taskset -c "$CLIENT_CPU" "$@" >> "$file" 2>&1 || echo "# client exited with status $?" >> "$file"
+  t1=$(cpu_ticks "$server_pid"); c1=$(core_jiffies "$CLIENT_CPU"); s1=$(core_jiffies "$SERVER_CPU")
+  rss=$(peak_rss "$server_pid")
+  kill -0 "$server_pid" 2>/dev/null || echo "# SERVER DIED during the run" >> "$file"
+  ticks=$((t1 - t0))
+  cb=$(busy_frac "$c0" "$c1"); sb=$(busy_frac "$s0" "$s1")
+  share=$(awk -v t="$ticks" -v a="$s0" -v b="$s1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    d = y[2] - x[2]; printf "%.2f", (d > 0 ? t / d : 0) }')
+  {
+    echo
+    echo "# server CPU ticks (utime+stime, USER_HZ=$(getconf CLK_TCK), server and its descendants) during the run: $ticks"
+    echo "# core busy during the run: client core $CLIENT_CPU $cb, server core $SERVER_CPU $sb (server's own share $share)"
+    echo "# server peak RSS (VmHWM summed over its processes) after the run: $rss KiB"
+  } >> "$file"
+}
+
+# parse_ab FILE / parse_wrk FILE: from a client's raw output set $requests, $rps (req/s),
+# $failed, $non2xx and $ka (ab's keep-alive requests, "-" without -k and for wrk); a missing
+# count is 0, a missing rate "".
+parse_ab() {
+  requests=$(sed -n 's/^Complete requests: *\([0-9]*\).*/\1/p' "$1")
+  rps=$(sed -n 's/^Requests per second: *\([0-9.]*\).*/\1/p' "$1")
+  failed=$(sed -n 's/^Failed requests: *\([0-9]*\).*/\1/p' "$1")
+  non2xx=$(sed -n 's/^Non-2xx responses: *\([0-9]*\).*/\1/p' "$1")
+  ka=$(sed -n 's/^Keep-Alive requests: *\([0-9]*\).*/\1/p' "$1")
+  requests=${requests:-0} failed=${failed:-0} non2xx=${non2xx:-0} ka=${ka:--}
+}
+parse_wrk() {
+  requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$1")
+  rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' "$1")
+  failed=$(sed -n 's/.*Socket errors: connect \([0-9]*\), read \([0-9]*\), write \([0-9]*\), timeout \([0-9]*\).*/\1 \2 \3 \4/p' "$1" |
+           awk '{ print $1 + $2 + $3 + $4 }')
+  non2xx=$(sed -n 's/.*Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$1")
+  requests=${requests:-0} failed=${failed:-0} non2xx=${non2xx:-0} ka=-
 }
 
 # The A/B measurements of issue 10 (borrow.sh, filecache.sh, logbuf.sh) share these. Each sets
