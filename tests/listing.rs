@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs::File;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Server, TempDir};
 
@@ -208,4 +208,24 @@ fn header_links_lead_to_their_order() {
         ),
         "{page}"
     );
+}
+
+/// Times in the future show as now, and sort as what they show: two such files tie, and go
+/// by name.
+#[test]
+fn future_times_sort_as_shown() {
+    let root = TempDir::new("listing-future");
+    let day = Duration::from_secs(86_400);
+    for (name, ahead) in [("x.txt", 2 * day), ("y.txt", day)] {
+        let path = root.write(name, "f");
+        File::open(&path)
+            .expect("open")
+            .set_modified(SystemTime::now() + ahead)
+            .expect("set mtime");
+    }
+    let server = Server::start(root.path(), &["--list"]);
+    for query in ["?sort=date", "?sort=date&order=desc"] {
+        let page = server.get(&format!("/{query}")).text();
+        assert_eq!(html_names(&page), ["x.txt", "y.txt"], "{query}: {page}");
+    }
 }
