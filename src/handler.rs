@@ -269,7 +269,7 @@ fn boundary() -> String {
 }
 
 /// A directory without an index, listed (`--list`): HTML, or JSON for `?format=json` or
-/// `Accept: application/json`.
+/// `Accept: application/json`, sorted as `?sort=name|size|date&order=asc|desc` asks.
 fn listing(
     request: &Request,
     site: &Site,
@@ -278,16 +278,19 @@ fn listing(
     query: Option<&str>,
 ) -> Result<Response, HttpError> {
     let (mut entries, truncated) = files::read_dir(&site.root, dir, rel)?;
-    listing::sort(&mut entries);
     let now = SystemTime::now();
-    // Before the hash, so the tag follows the times the page shows.
+    // Before the sort and the hash, so both follow the times the page shows.
     listing::clamp_times(&mut entries, now);
+    // `?sort=…&order=…`; anything else in the query is the default order, never an error.
+    let order = listing::Order::from_query(query);
+    order.sort(&mut entries);
     let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"))
         || negotiate::wants_json(request.fields.accept.as_deref());
-    // The page is a function of the format, the path and the entries, so a hash of them is
-    // a strong validator: revalidation costs a directory read, never a page.
+    // The page is a function of the format, the order (its header links show it even where
+    // the entries come out the same), the path and the entries, so a hash of them is a strong
+    // validator: revalidation costs a directory read, never a page.
     let mut hasher = std::hash::DefaultHasher::new();
-    (json, &path.segments, &entries, truncated).hash(&mut hasher);
+    (json, order, &path.segments, &entries, truncated).hash(&mut hasher);
     let etag = format!("\"{:016x}\"", hasher.finish());
     let validators = Validators {
         etag: &etag,
@@ -318,7 +321,7 @@ fn listing(
         (listing::json(&entries), media)
     } else {
         (
-            listing::html(&path.segments, &entries, truncated),
+            listing::html(&path.segments, &entries, order, truncated),
             "text/html; charset=utf-8",
         )
     };

@@ -1,10 +1,14 @@
 //! Directory listing pages, HTML or JSON, rendered from entries already read (names, sizes,
-//! times: never file contents). Every name is escaped for its context. May use: url.
+//! times: never file contents), in the order the query asks for (`order`). Every name is
+//! escaped for its context: text, attribute, link. May use: url.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::url::encode_segment;
+
+mod order;
+pub use order::{Key, Order};
 
 /// One visible entry of a directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,11 +18,6 @@ pub struct Entry {
     pub is_dir: bool,
     pub size: u64,
     pub modified: Option<SystemTime>,
-}
-
-/// Directories first, then by name (byte order, so the order is the same everywhere).
-pub fn sort(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
 }
 
 /// Clamps every entry's time to what a listing may show: not before 1970 (as a file's
@@ -36,49 +35,136 @@ pub fn clamp_times(entries: &mut [Entry], now: SystemTime) {
     }
 }
 
-/// The HTML page for the directory at URL path `segments` (decoded). `truncated` says that
-/// entries beyond the listing cap were left out.
-pub fn html(segments: &[Vec<u8>], entries: &[Entry], truncated: bool) -> Vec<u8> {
+/// The page's style, inline so a listing is one response: the name column takes what the
+/// size and date columns leave and wraps long names anywhere; sizes and dates never wrap.
+/// Below 600 px each row stacks: the name on its own line, size and date under it.
+const STYLE: &str = "<style>\
+:root{color-scheme:light dark}\
+body{font:16px/1.4 system-ui,sans-serif;max-width:72rem;margin:0 auto;padding:1rem}\
+h1{font-size:1.4rem;overflow-wrap:anywhere}\
+table{width:100%;table-layout:fixed;border-collapse:collapse}\
+th,td{padding:.3rem .5rem;text-align:left;vertical-align:top}\
+thead th{border-bottom:1px solid #8888}\
+th a{text-decoration:none}\
+tbody tr:nth-child(even){background:#8881}\
+.n{overflow-wrap:anywhere}\
+.s{width:6rem;text-align:right}\
+.d{width:9.5rem}\
+.s,.d{white-space:nowrap;font-variant-numeric:tabular-nums}\
+@media(max-width:600px){body{padding:.5rem}\
+table,thead,tbody{display:block}\
+tr{display:flex;flex-wrap:wrap;column-gap:1rem;padding:.2rem 0}\
+th,td{padding:.1rem .25rem}\
+thead tr{border-bottom:1px solid #8888}\
+thead th{border:0}\
+thead .n{flex:1}\
+.d{width:auto}\
+tbody .n{flex:1 0 100%}\
+tbody .s{width:5rem;text-align:left}\
+tbody .s,tbody .d{font-size:.85rem;opacity:.8}\
+tbody td:empty{display:none}}\
+</style>";
+
+/// The HTML page for the directory at URL path `segments` (decoded), its entries already
+/// sorted in `order`. `truncated` says that entries beyond the listing cap were left out.
+pub fn html(segments: &[Vec<u8>], entries: &[Entry], order: Order, truncated: bool) -> Vec<u8> {
     let mut title = String::from("/");
     for segment in segments {
         title.push_str(&String::from_utf8_lossy(segment));
         title.push('/');
     }
     let title = escape_html(&title);
-    let mut page = String::with_capacity(512 + entries.len() * 160);
+    let mut page = String::with_capacity(1536 + entries.len() * 300);
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title>\n\
-         <style>body{{font-family:system-ui,sans-serif;margin:2rem}}\
-         th,td{{padding:.15rem 1rem;text-align:left}}td.n{{text-align:right}}</style>\n\
-         </head><body>\n<h1>Index of {title}</h1>\n<table>\n\
-         <tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>\n"
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
+         <title>Index of {title}</title>\n{STYLE}\n</head><body>\n<h1>Index of {title}</h1>\n\
+         <table>\n<thead><tr>"
     );
+    for key in Key::ALL {
+        let (class, label) = match key {
+            Key::Name => ("n", "Name"),
+            Key::Size => ("s", "Size"),
+            Key::Date => ("d", "Modified (UTC)"),
+        };
+        let _ = write!(page, "<th class=\"{class}\"");
+        let arrow = match order.marker(key) {
+            Some((aria, arrow)) => {
+                let _ = write!(page, " aria-sort=\"{aria}\"");
+                arrow
+            }
+            None => "",
+        };
+        // The query is fixed ASCII; only its `&` needs escaping in an attribute.
+        let query = order.toggled(key).query().replace('&', "&amp;");
+        let _ = write!(page, "><a href=\"?{query}\">{label}</a> {arrow}</th>");
+    }
+    page.push_str("</tr></thead>\n<tbody>\n");
     if !segments.is_empty() {
-        page.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
+        page.push_str(
+            "<tr><td class=\"n\"><a href=\"../\">../</a></td><td class=\"s\"></td>\
+             <td class=\"d\"></td></tr>\n",
+        );
     }
     for entry in entries {
         let slash = if entry.is_dir { "/" } else { "" };
-        let size = if entry.is_dir {
-            "-".to_string()
-        } else {
-            entry.size.to_string()
-        };
-        let modified = entry.modified.map(|t| utc(t, ' ')).unwrap_or_default();
-        let _ = writeln!(
+        let name = escape_html(&String::from_utf8_lossy(&entry.name));
+        let _ = write!(
             page,
-            "<tr><td><a href=\"{}{slash}\">{}{slash}</a></td><td class=\"n\">{size}</td><td>{}</td></tr>",
+            "<tr><td class=\"n\"><a href=\"{}{slash}\" title=\"{name}{slash}\">{name}{slash}</a></td>",
             encode_segment(&entry.name),
-            escape_html(&String::from_utf8_lossy(&entry.name)),
-            &modified[..modified.len().min(16)],
         );
+        if entry.is_dir {
+            page.push_str("<td class=\"s\">-</td>");
+        } else {
+            let bytes = entry.size;
+            let unit = if bytes == 1 { "byte" } else { "bytes" };
+            let _ = write!(
+                page,
+                "<td class=\"s\" title=\"{bytes} {unit}\">{}</td>",
+                human_size(bytes)
+            );
+        }
+        match entry.modified {
+            Some(time) => {
+                let exact = utc(time, ' ');
+                let _ = writeln!(
+                    page,
+                    "<td class=\"d\"><time datetime=\"{}\" title=\"{exact} UTC\">{}</time></td></tr>",
+                    utc(time, 'T'),
+                    &exact[..exact.len().min(16)],
+                );
+            }
+            None => page.push_str("<td class=\"d\"></td></tr>\n"),
+        }
     }
-    page.push_str("</table>\n");
+    page.push_str("</tbody>\n</table>\n");
     if truncated {
         page.push_str("<p>Only the first entries are listed.</p>\n");
     }
     page.push_str("</body></html>\n");
     page.into_bytes()
+}
+
+/// A size for people: bytes below 1 KiB (`1023 B`), else binary units with one decimal,
+/// rounded to nearest (`1.2 KiB`, `3.4 MiB`, up to `16.0 EiB` for `u64::MAX`). A value that
+/// would round to 1024.0 of a unit is shown as 1.0 of the next.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 0;
+    loop {
+        let divisor = 1u128 << (10 * (unit + 1));
+        // Tenths of the unit, rounded half up, in u128 so `u64::MAX * 10` cannot overflow.
+        let tenths = (u128::from(bytes) * 10 + divisor / 2) / divisor;
+        if tenths < 10_240 || unit + 1 == UNITS.len() {
+            return format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit]);
+        }
+        unit += 1;
+    }
 }
 
 /// The JSON array: `[{"name", "type", "size", "mtime", "href"}, ...]`. `href` is the exact,
@@ -174,175 +260,4 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn entry(name: &[u8], is_dir: bool, size: u64) -> Entry {
-        Entry {
-            name: name.to_vec(),
-            is_dir,
-            size,
-            modified: Some(UNIX_EPOCH + Duration::from_secs(784_111_777)),
-        }
-    }
-
-    #[test]
-    fn dates() {
-        let t = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(utc(t, 'T'), "1994-11-06T08:49:37Z");
-        assert_eq!(utc(UNIX_EPOCH, 'T'), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(951_782_400), 'T'),
-            "2000-02-29T00:00:00Z"
-        );
-        assert_eq!(
-            utc(UNIX_EPOCH + Duration::from_secs(4_102_444_799), ' '),
-            "2099-12-31 23:59:59"
-        );
-    }
-
-    #[test]
-    fn sorted_dirs_first_then_names() {
-        let mut entries = vec![
-            entry(b"b.txt", false, 1),
-            entry(b"z", true, 0),
-            entry(b"a.txt", false, 2),
-            entry(b"a", true, 0),
-        ];
-        sort(&mut entries);
-        let names: Vec<&[u8]> = entries.iter().map(|e| e.name.as_slice()).collect();
-        assert_eq!(names, [&b"a"[..], b"z", b"a.txt", b"b.txt"]);
-    }
-
-    #[test]
-    fn html_escapes_names_and_encodes_links() {
-        let entries = [
-            entry(b"<b>&\"x'.txt", false, 5),
-            entry(b"caf\xc3\xa9 dir", true, 0),
-        ];
-        let page = String::from_utf8(html(&[b"d<ir".to_vec()], &entries, false)).unwrap();
-        assert!(page.contains("<title>Index of /d&lt;ir/</title>"), "{page}");
-        assert!(page.contains("<a href=\"../\">../</a>"), "{page}");
-        assert!(
-            page.contains("<a href=\"%3Cb%3E%26%22x%27.txt\">&lt;b&gt;&amp;&quot;x&#39;.txt</a>"),
-            "{page}"
-        );
-        assert!(
-            page.contains("<a href=\"caf%C3%A9%20dir/\">café dir/</a>"),
-            "{page}"
-        );
-        assert!(
-            page.contains("<td class=\"n\">5</td><td>1994-11-06 08:49</td>"),
-            "{page}"
-        );
-        assert!(!page.contains("<b>"), "{page}");
-        let root = String::from_utf8(html(&[], &[], true)).unwrap();
-        assert!(!root.contains("../") && root.contains("Only the first entries"));
-    }
-
-    /// The hrefs of a page, in order (the page escapes them, so a `"` ends one).
-    fn hrefs(page: &str) -> Vec<&str> {
-        page.split("href=\"")
-            .skip(1)
-            .map(|rest| &rest[..rest.find('"').unwrap()])
-            .collect()
-    }
-
-    /// A relative reference is read as a scheme if its first segment has a `:` before any
-    /// `/`, `?` or `#` (RFC 3986 §4.2): no listing link may ever look like that.
-    #[test]
-    fn hrefs_are_never_schemes_or_off_site() {
-        // (A file name cannot hold `/`, so `//host` cannot arise; `/` is escaped anyway.)
-        let names: [&[u8]; 7] = [
-            b"javascript:alert(document.domain)",
-            b"https:evil.example",
-            b"JAVASCRIPT:x",
-            b"data:text,x",
-            b"a:b:c",
-            b"x'y(z)\"<w>&v",
-            b"plain.txt",
-        ];
-        let entries: Vec<Entry> = names.iter().map(|n| entry(n, false, 1)).collect();
-        let page = String::from_utf8(html(&[b"d".to_vec()], &entries, false)).unwrap();
-        let json: Vec<String> = String::from_utf8(json(&entries))
-            .unwrap()
-            .split("\"href\":\"")
-            .skip(1)
-            .map(|rest| rest[..rest.find('"').unwrap()].to_string())
-            .collect();
-        let html_hrefs = hrefs(&page);
-        assert_eq!(html_hrefs.len(), names.len() + 1, "{page}"); // and `../`
-        assert_eq!(json.len(), names.len());
-        for href in html_hrefs
-            .iter()
-            .copied()
-            .chain(json.iter().map(String::as_str))
-        {
-            let first = href.split(['/', '?', '#']).next().unwrap_or("");
-            assert!(!first.contains(':'), "scheme-like href {href:?}");
-            assert!(!href.starts_with("//") && !href.contains('\\'), "{href:?}");
-            assert!(
-                !href.contains(['"', '\'', '<', '>', '&', '(', ')', ' ']),
-                "{href:?}"
-            );
-        }
-        assert!(page.contains("href=\"javascript%3Aalert%28document.domain%29\""));
-        assert!(page.contains("href=\"https%3Aevil.example\""));
-        assert_eq!(json[0], "javascript%3Aalert%28document.domain%29");
-        assert_eq!(json[5], "x%27y%28z%29%22%3Cw%3E%26v");
-        // Each href decodes back to its name, so the link still leads to the file.
-        for (href, name) in json.iter().zip(names) {
-            let path = crate::url::decode_path(&format!("/{href}")).unwrap();
-            assert_eq!(path.segments, [name.to_vec()], "{href}");
-        }
-    }
-
-    #[test]
-    fn times_are_clamped_to_1970_and_now() {
-        let day = Duration::from_secs(86_400);
-        let now = UNIX_EPOCH + Duration::from_millis(784_111_777_700);
-        let mut entries = [
-            entry(b"old", false, 1),
-            entry(b"future", false, 1),
-            entry(b"now", false, 1),
-            entry(b"none", false, 1),
-        ];
-        entries[0].modified = Some(UNIX_EPOCH - 3653 * day);
-        entries[1].modified = Some(UNIX_EPOCH + 47_482 * day); // 2100
-        entries[3].modified = None;
-        clamp_times(&mut entries, now);
-        let second = UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(entries[0].modified, Some(UNIX_EPOCH));
-        assert_eq!(entries[1].modified, Some(second));
-        assert_eq!(entries[2].modified, Some(second));
-        assert_eq!(entries[3].modified, None);
-        let text = String::from_utf8(json(&entries)).unwrap();
-        assert!(
-            text.contains("\"mtime\":\"1970-01-01T00:00:00Z\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("\"mtime\":\"1994-11-06T08:49:37Z\""),
-            "{text}"
-        );
-        assert!(text.contains("\"mtime\":null"), "{text}");
-        let page = String::from_utf8(html(&[], &entries, false)).unwrap();
-        assert!(page.contains("<td>1970-01-01 00:00</td>"), "{page}");
-        assert!(!page.contains("2100"), "{page}");
-        // Unclamped, a time before 1970 still renders as the epoch rather than failing.
-        assert_eq!(utc(UNIX_EPOCH - day, 'T'), "1970-01-01T00:00:00Z");
-    }
-
-    #[test]
-    fn json_is_escaped() {
-        let entries = [entry(b"q\"\\\n.txt", false, 3), entry(b"sub", true, 0)];
-        let text = String::from_utf8(json(&entries)).unwrap();
-        assert_eq!(
-            text,
-            "[{\"name\":\"q\\\"\\\\\\u000a.txt\",\"type\":\"file\",\"size\":3,\"mtime\":\"1994-11-06T08:49:37Z\",\"href\":\"q%22%5C%0A.txt\"},\
-             {\"name\":\"sub\",\"type\":\"dir\",\"size\":0,\"mtime\":\"1994-11-06T08:49:37Z\",\"href\":\"sub/\"}]\n"
-        );
-        assert_eq!(json(&[]), b"[]\n");
-    }
-}
+mod tests;

@@ -530,7 +530,7 @@ fn directory_listing_is_opt_in_escaped_and_parseable() {
     assert!(html.contains("&lt;b&gt;&amp;&quot;x&#39;.txt"), "{html}");
     assert!(html.contains("href=\"%3Cb%3E%26%22x%27.txt\""), "{html}");
     assert!(
-        html.contains("href=\"caf%C3%A9.txt\">café.txt</a>"),
+        html.contains("href=\"caf%C3%A9.txt\" title=\"café.txt\">café.txt</a>"),
         "{html}"
     );
     assert!(html.contains("<a href=\"../\">../</a>"), "{html}");
