@@ -91,6 +91,14 @@ impl Server {
         })
     }
 
+    /// `--check`: what [`Server::bind`] would do short of listening. The settings were
+    /// validated on the way to `config`; this opens the access log as a start would (so it
+    /// creates a missing log file). It binds nothing: a `SO_REUSEPORT` listener on the port of
+    /// a running httpd would take a share of its new connections, then reset them on close.
+    pub fn check(config: &Config) -> io::Result<()> {
+        open_log(&config.access_log).map(drop)
+    }
+
     /// The address actually bound (with the real port).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self.listeners.first() {

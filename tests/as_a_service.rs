@@ -1,5 +1,6 @@
 //! Running as a service: socket activation (the listening sockets systemd hands over, driven
-//! here by `systemd-socket-activate`, or by a shell that opens descriptor 3 itself). Everything over loopback, each process bounded in time.
+//! here by `systemd-socket-activate`, or by a shell that opens descriptor 3 itself) and
+//! `--check`. Everything over loopback, each process bounded in time.
 
 mod common;
 
@@ -259,4 +260,88 @@ fn sockets_meant_for_another_process_are_left_alone() {
     assert_eq!(get(addr, "/").status, 200);
     signal(child.id() as i32, libc::SIGTERM);
     assert!(wait_bounded(&mut child, Duration::from_secs(40)).success());
+}
+
+/// Runs httpd with `args` to its exit (bounded): status, stdout, stderr.
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new(HTTPD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn httpd");
+    let status = wait_bounded(&mut child, LIMIT);
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout).expect("read stdout");
+    }
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("read stderr");
+    }
+    (status, stdout, stderr)
+}
+
+#[test]
+fn check_accepts_a_good_configuration_without_listening() {
+    let root = site();
+    let logs = TempDir::new("check-log");
+    let log = logs.path().join("access.log");
+    // The port is taken by a listener without SO_REUSEPORT: a real start could not listen on
+    // it, so a check that passes did not try.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("address").port().to_string();
+    let root_arg = root.path().display().to_string();
+    let log_arg = log.display().to_string();
+    let flags = ["-r", &root_arg, "-l", &log_arg, "-p", &port, "--list"];
+    let (status, stdout, stderr) = run(&[&["--check"][..], &flags].concat());
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(stdout, "configuration ok\n");
+    // The log was opened for appending, as a start opens it.
+    assert!(log.is_file());
+    let (status, _, stderr) = run(&flags);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot listen on 127.0.0.1:"), "{stderr}");
+}
+
+#[test]
+fn check_reports_what_a_start_would() {
+    let root = site();
+    let root_arg = root.path().display().to_string();
+    let file = root.path().join("notes.txt").display().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-r", "/no/such/root"],
+            "httpd: document root '/no/such/root': ",
+        ),
+        (&["-r", &file], "is not a directory"),
+        (
+            &["-r", &root_arg, "--error-pages", "/no/such/pages"],
+            "--error-pages '/no/such/pages'",
+        ),
+        (
+            &["-r", &root_arg, "-l", "/no/such/dir/access.log"],
+            "httpd: cannot open access log '/no/such/dir/access.log': ",
+        ),
+        (
+            &["-r", &root_arg, "-w", "0"],
+            "--workers must be at least 1",
+        ),
+        (&["-r", &root_arg, "-a", "localhost"], "invalid address"),
+    ];
+    for (flags, expected) in cases {
+        let (status, stdout, checked) = run(&[&["--check", "-p", "0"][..], flags].concat());
+        assert_eq!(status.code(), Some(1), "{flags:?}: {checked}");
+        assert_eq!(stdout, "", "{flags:?}");
+        assert!(checked.contains(expected), "{flags:?}: {checked}");
+        // Word for word what a start says.
+        let (status, _, started) = run(&[&["-p", "0"][..], flags].concat());
+        assert_eq!(status.code(), Some(1), "{flags:?}: {started}");
+        assert_eq!(checked, started, "{flags:?}");
+    }
+    let (status, stdout, stderr) = run(&["--check", "-r", &root_arg, "--no-such-flag"]);
+    assert!(!status.success());
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
 }
