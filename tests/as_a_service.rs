@@ -262,25 +262,30 @@ fn sockets_meant_for_another_process_are_left_alone() {
     assert!(wait_bounded(&mut child, Duration::from_secs(40)).success());
 }
 
-/// Runs httpd with `args` to its exit (bounded): status, stdout, stderr.
-fn run(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new(HTTPD)
-        .args(args)
+/// Runs `command` to its exit (bounded): status, stdout, stderr; `Err` if it cannot start.
+fn output(mut command: Command) -> std::io::Result<(ExitStatus, String, String)> {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn httpd");
+        .spawn()?;
     let status = wait_bounded(&mut child, LIMIT);
     let mut stdout = String::new();
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout).expect("read stdout");
+        pipe.read_to_string(&mut stdout)?;
     }
     if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr).expect("read stderr");
+        pipe.read_to_string(&mut stderr)?;
     }
-    (status, stdout, stderr)
+    Ok((status, stdout, stderr))
+}
+
+/// Runs httpd with `args` to its exit (bounded): status, stdout, stderr.
+fn run(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(HTTPD);
+    command.args(args);
+    output(command).expect("run httpd")
 }
 
 #[test]
@@ -344,4 +349,74 @@ fn check_reports_what_a_start_would() {
     assert!(!status.success());
     assert_eq!(stdout, "");
     assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
+/// `deploy/NAME`, read.
+fn deploy_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(name);
+    fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+/// The flags of the service unit's `ExecStart=`, the binary left out.
+fn exec_start_flags(unit: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("an ExecStart= line");
+    line.split_whitespace().skip(1).map(str::to_owned).collect()
+}
+
+#[test]
+fn the_service_unit_starts_httpd_with_flags_it_accepts() {
+    let unit = deploy_file("httpd.service");
+    let mut flags = exec_start_flags(&unit);
+    // The unit's root and log paths, made local: the flags themselves are what is checked.
+    let root = site();
+    let logs = TempDir::new("unit-log");
+    for (flag, local) in [("-r", root.path()), ("-l", &logs.path().join("access.log"))] {
+        let at = flags
+            .iter()
+            .position(|f| f == flag)
+            .unwrap_or_else(|| panic!("ExecStart has no {flag}: {flags:?}"));
+        flags[at + 1] = local.display().to_string();
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (status, stdout, stderr) = run(&[&["--check"][..], &flags].concat());
+    assert!(status.success(), "{flags:?}: {stderr}");
+    assert_eq!(stdout, "configuration ok\n");
+    // The unit waits for the grace period (default 30 s) and more before it kills.
+    assert!(unit.contains("\nRequires=httpd.socket\n"));
+    assert!(unit.contains("\nKillSignal=SIGTERM\n"));
+    assert!(unit.contains("\nTimeoutStopSec=45\n"));
+    assert!(deploy_file("httpd.socket").contains("\nListenStream=80\n"));
+}
+
+#[test]
+fn systemd_accepts_the_units() {
+    let dir = TempDir::new("units");
+    // verify wants the ExecStart binary to exist: this build's stands in for the installed one.
+    let service = deploy_file("httpd.service").replace("/usr/local/bin/httpd", HTTPD);
+    fs::write(dir.path().join("httpd.service"), service).expect("write unit");
+    fs::write(dir.path().join("httpd.socket"), deploy_file("httpd.socket")).expect("write unit");
+    let mut command = Command::new("systemd-analyze");
+    command
+        .args(["verify", "httpd.socket", "httpd.service"])
+        .current_dir(dir.path());
+    let (status, stdout, stderr) = match output(command) {
+        Ok(output) => output,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            println!("skipped: systemd-analyze is not installed (apt-get install systemd)");
+            return;
+        }
+        Err(err) => panic!("run systemd-analyze: {err}"),
+    };
+    // Unknown keys and bad values are warnings ("Unknown key", "Failed to parse"), not
+    // failures, so the output must be empty too.
+    let said = stdout + &stderr;
+    assert!(
+        status.success() && said.trim().is_empty(),
+        "{status}: {said}"
+    );
 }
