@@ -96,6 +96,10 @@ pub struct Args {
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
+    /// check the settings (flags, document root, error pages, access log) as a start would,
+    /// without listening; print "configuration ok" and exit 0, or the error and exit 1
+    #[argh(switch)]
+    pub check: bool,
 }
 
 /// How new connections reach the workers (`--dispatch`).

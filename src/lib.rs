@@ -2,7 +2,8 @@
 //!
 //! The pipeline, one way only (no module calls back into an earlier stage):
 //!
-//! 1. [`listen`] opens one `SO_REUSEPORT` listener per CPU; [`accept`]'s loop takes
+//! 1. [`listen`] opens one `SO_REUSEPORT` listener per CPU (or takes the sockets systemd
+//!    hands over: socket activation); [`accept`]'s loop takes
 //!    connections off them, with admission control at `--max-connections` (close the
 //!    connection idle the longest, else answer 503 at once), and queues each for the
 //!    [`pool`] (a bounded channel), or parks it in the [`poller`] (`--dispatch poll`).

@@ -1,13 +1,14 @@
 //! Listening sockets: their options, one `SO_REUSEPORT` listener per CPU, and the
-//! `SO_INCOMING_CPU` marks a stopping server clears to hand new connections to its successor.
-//! May use: config, sys.
+//! `SO_INCOMING_CPU` marks a stopping server clears to hand new connections to its successor;
+//! or the sockets systemd handed over (socket activation).
+//! May use: config, sys, listenfd, socket2.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::config::Dispatch;
 use crate::sys;
@@ -53,6 +54,56 @@ pub fn listen(
     Ok(listeners)
 }
 
+/// The listening sockets systemd (or `systemd-socket-activate`) handed this process, if it
+/// was started by socket activation: `LISTEN_FDS` is set and `LISTEN_PID` is ours (listenfd
+/// also takes a missing `LISTEN_PID`, as `systemfd --no-pid` sends). listenfd removes both
+/// variables, so nothing this process starts inherits them; as it changes the environment,
+/// call this before starting any thread.
+///
+/// Each socket is served as it is: its address, backlog, `SO_REUSEPORT` and IPv6-only
+/// setting are the socket unit's (`ListenStream=`, `Backlog=`, `ReusePort=`,
+/// `BindIPv6Only=`). Only what can change on a socket already listening is set here: it is
+/// made non-blocking, and `--dispatch defer` sets `TCP_DEFER_ACCEPT`. No `SO_INCOMING_CPU`
+/// marks: one socket per address, shared with systemd, which keeps it open across restarts
+/// (so a restart drops nothing either). Anything but a listening TCP socket is an error that
+/// names the descriptor.
+pub fn inherited(dispatch: Dispatch, idle: Duration) -> io::Result<Option<Vec<TcpListener>>> {
+    let mut handed = listenfd::ListenFd::from_env();
+    if handed.len() == 0 {
+        return Ok(None);
+    }
+    let unusable = |err: io::Error| {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "socket activation: {err}: httpd serves only listening TCP sockets (ListenStream=)"
+            ),
+        )
+    };
+    let mut listeners = Vec::with_capacity(handed.len());
+    for index in 0..handed.len() {
+        let listener = handed
+            .take_tcp_listener(index)
+            .map_err(unusable)?
+            .ok_or_else(|| unusable(io::Error::other(format!("socket {index} already taken"))))?;
+        if !SockRef::from(&listener).is_listener()? {
+            return Err(unusable(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "fd {} is a TCP socket that is not listening",
+                    listener.as_fd().as_raw_fd()
+                ),
+            )));
+        }
+        listener.set_nonblocking(true)?;
+        if dispatch == Dispatch::Defer {
+            defer_accept(listener.as_fd(), idle)?;
+        }
+        listeners.push(listener);
+    }
+    Ok(Some(listeners))
+}
+
 /// Stops `listener` being the kernel's first choice for any CPU's connections.
 pub fn unmark(listener: &TcpListener) -> io::Result<()> {
     set_incoming_cpu(listener, -1)
@@ -68,18 +119,19 @@ fn listen_one(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Resul
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     if dispatch == Dispatch::Defer {
-        let secs = libc::c_int::try_from(idle.as_secs()).unwrap_or(libc::c_int::MAX);
-        sys::set_int_option(
-            socket.as_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            secs,
-        )?;
+        defer_accept(socket.as_fd(), idle)?;
     }
     socket.listen(BACKLOG)?;
     let listener: TcpListener = socket.into();
     listener.set_nonblocking(true)?;
     Ok(listener)
+}
+
+/// `TCP_DEFER_ACCEPT` (`--dispatch defer`): `accept` completes only once the client has sent
+/// data, or after `idle`.
+fn defer_accept(socket: BorrowedFd<'_>, idle: Duration) -> io::Result<()> {
+    let secs = libc::c_int::try_from(idle.as_secs()).unwrap_or(libc::c_int::MAX);
+    sys::set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// Marks a listener as the kernel's choice for connections arriving on `cpu`; -1 unmarks.

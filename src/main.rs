@@ -1,5 +1,5 @@
 //! The `httpd` command: flags → `Config` (one conversion), logger, bind, print the address,
-//! run, exit code.
+//! run, exit code; or, with `--check`, the same checks short of listening.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -21,13 +21,23 @@ fn main() -> ExitCode {
     }
     logger.init();
 
-    match run(args) {
+    let outcome = if args.check { check(args) } else { run(args) };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("httpd: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check`: the settings as a start would take them, and the access log opened; nothing
+/// listens (see `Server::check`).
+fn check(args: Args) -> Result<(), String> {
+    let config = Config::from_args(args).map_err(|err| err.to_string())?;
+    Server::check(&config).map_err(|err| err.to_string())?;
+    let _ = writeln!(std::io::stdout(), "configuration ok");
+    Ok(())
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -52,23 +52,51 @@ impl ShutdownHandle {
 }
 
 impl Server {
-    /// Opens the access log and listens on `config.addr` (port 0 picks a free port). When
-    /// this returns, connections are already being queued by the kernel.
+    /// Opens the access log and listens on `config.addr` (port 0 picks a free port) or, under
+    /// socket activation (`LISTEN_FDS`), on the sockets systemd handed over, as they are
+    /// (`-a` and `-p` then do not apply). When this returns, connections are already being
+    /// queued by the kernel. It reads and clears `LISTEN_FDS`: call it before starting threads.
     pub fn bind(config: Config) -> io::Result<Server> {
         let log = open_log(&config.access_log)?;
-        let listeners = listen::listen(config.addr, config.dispatch, config.deadlines.idle)
-            .map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot listen on {}: {err}", config.addr),
-                )
-            })?;
+        let listeners = match listen::inherited(config.dispatch, config.deadlines.idle)? {
+            Some(listeners) => {
+                let addrs: Vec<String> = listeners
+                    .iter()
+                    .map(|l| {
+                        l.local_addr()
+                            .map_or_else(|e| e.to_string(), |a| a.to_string())
+                    })
+                    .collect();
+                log::info!(
+                    "listening on {} (socket activation, {} sockets); -a and -p do not apply",
+                    addrs.join(", "),
+                    listeners.len()
+                );
+                listeners
+            }
+            None => listen::listen(config.addr, config.dispatch, config.deadlines.idle).map_err(
+                |err| {
+                    io::Error::new(
+                        err.kind(),
+                        format!("cannot listen on {}: {err}", config.addr),
+                    )
+                },
+            )?,
+        };
         Ok(Server {
             listeners,
             config,
             log,
             stop: Arc::new(Stop::new()?),
         })
+    }
+
+    /// `--check`: what [`Server::bind`] would do short of listening. The settings were
+    /// validated on the way to `config`; this opens the access log as a start would (so it
+    /// creates a missing log file). It binds nothing: a `SO_REUSEPORT` listener on the port of
+    /// a running httpd would take a share of its new connections, then reset them on close.
+    pub fn check(config: &Config) -> io::Result<()> {
+        open_log(&config.access_log).map(drop)
     }
 
     /// The address actually bound (with the real port).
