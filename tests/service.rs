@@ -491,6 +491,25 @@ fn bad_command_lines_fail_with_one_clear_line() {
 }
 
 #[test]
+fn a_port_another_program_holds_fails_with_the_one_error_line() {
+    // A plain listener, without SO_REUSEPORT: httpd cannot share its port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let root = site();
+    let r = root.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&["-r", r, "-p", &addr.port().to_string()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!out.contains("listening"), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {err:?}");
+    assert!(
+        lines[0].starts_with(&format!("httpd: cannot listen on {addr}: ")),
+        "{err:?}"
+    );
+    assert!(!err.contains("sharing"), "{err:?}");
+}
+
+#[test]
 fn a_second_signal_exits_at_once_with_failure() {
     let root = site();
     root.write("large.bin", pattern(64 * 1024 * 1024));
