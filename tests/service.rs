@@ -467,6 +467,10 @@ fn bad_command_lines_fail_with_one_clear_line() {
         ),
         (vec!["-r", r, "-p", "0", "--dispatch", "fast"], "--dispatch"),
         (
+            vec!["-r", r, "-p", "0", "--log-format", "apache"],
+            "--log-format 'apache'",
+        ),
+        (
             vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"],
             "access log",
         ),

@@ -31,6 +31,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(config.max_connections, None);
     assert_eq!(config.dispatch, Dispatch::Direct);
     assert_eq!(config.access_log, LogTo::Stderr);
+    assert_eq!(config.log_format, LogFormat::Combined);
     assert!(!config.site.list);
     assert_eq!(config.site.health, None);
     assert_eq!(config.site.cache_control, None);
@@ -47,6 +48,7 @@ fn defaults_are_the_documented_ones() {
         "(default: 100)",
         "(default: direct)",
         "(default: stderr)",
+        "(default: combined)",
     ] {
         assert!(help.contains(said), "{said} missing from {help}");
     }
@@ -65,6 +67,8 @@ fn every_flag_reaches_its_setting() {
         "7",
         "-l",
         "access.log",
+        "--log-format",
+        "json",
         "--send-timeout",
         "2",
         "--grace",
@@ -99,6 +103,7 @@ fn every_flag_reaches_its_setting() {
     assert_eq!(config.max_connections, Some(9));
     assert_eq!(config.dispatch, Dispatch::Poll);
     assert_eq!(config.access_log, LogTo::File(PathBuf::from("access.log")));
+    assert_eq!(config.log_format, LogFormat::Json);
     assert!(config.site.list);
     assert_eq!(config.site.health.as_deref(), Some("/healthz"));
     assert_eq!(
@@ -165,6 +170,10 @@ fn each_invalid_setting_says_what_is_wrong() {
             &["--dispatch", "fast"],
             "--dispatch 'fast': expected direct, defer or poll",
         ),
+        (
+            &["--log-format", "apache"],
+            "--log-format 'apache': expected combined, common or json",
+        ),
         // The first problem in flag order is the one reported.
         (&["-t", "0", "-w", "0"], "--workers must be at least 1"),
         (
@@ -183,5 +192,8 @@ fn each_invalid_setting_says_what_is_wrong() {
     }
     for mode in ["direct", "defer", "poll"] {
         assert!(parse(&["--dispatch", mode]).is_ok(), "{mode}");
+    }
+    for format in ["combined", "common", "json"] {
+        assert!(parse(&["--log-format", format]).is_ok(), "{format}");
     }
 }
