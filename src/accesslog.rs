@@ -1,49 +1,79 @@
-//! The access log: one Combined Log Format line per response, formatted by the worker that
-//! sent it straight into that worker's own buffer ([`LogBuf`]) and written, whole lines only,
-//! with one write(2) when the buffer fills, before the worker waits for work, at least once a
-//! second, and when the buffer is dropped. No thread hop, no lock, no allocation per line.
-//! May use: libc, log, std.
+//! The access log: one line per response, in the `--log-format` chosen (`accesslog/format.rs`),
+//! formatted by the worker that sent it straight into that worker's own buffer ([`LogBuf`])
+//! and written, whole lines only, with one write(2) when the buffer fills, before the worker
+//! waits for work, at least once a second, and when the buffer is dropped. No thread hop, no
+//! lock, no allocation per line. A log file is reopened by its name on request
+//! ([`AccessLog::reopen`], SIGUSR1/SIGHUP), for logrotate.
+//! May use: config (the format), libc, log, serde, serde_json, std.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::config::LogFormat;
 
 /// Buffered bytes that make a worker write its lines out (nginx's `access_log … buffer=64k`).
 pub const BUFFER: usize = 64 * 1024;
 /// The most one write(2) to a pipe may carry and still be atomic (POSIX `PIPE_BUF`, 4096 on
 /// Linux): a longer write may be split, and another writer's bytes land in between.
 pub const PIPE_BUF: usize = 4096;
-/// The most of the request line that is logged, escaped; the rest is replaced by `...`, so a
-/// 8 KiB target cannot make an 8 KiB log line.
+/// The most of the request line (in JSON, of its method, path and protocol together) that is
+/// logged, escaped; the rest is replaced by `...`, so a 8 KiB target cannot make an 8 KiB log
+/// line.
 pub const MAX_FIELD: usize = 2048;
 /// The most of the `Referer` or `User-Agent` value that is logged, escaped. With
-/// [`MAX_FIELD`] this keeps every line within [`PIPE_BUF`] (a test checks the worst case), so
-/// no line is ever torn, whatever the log is.
+/// [`MAX_FIELD`] this keeps every line within [`PIPE_BUF`] (a test checks the worst case of
+/// each format), so no line is ever torn, whatever the log is.
 pub const MAX_HEADER: usize = 896;
 
-/// Where lines go, shared by every worker's buffer. Cheap to clone. `off` has nowhere.
+/// Where lines go, shared by every worker's buffer, and their format. Cheap to clone. `off`
+/// has nowhere.
 #[derive(Clone)]
-pub struct AccessLog(Option<Arc<Sink>>);
+pub struct AccessLog {
+    sink: Option<Arc<Sink>>,
+    format: LogFormat,
+}
 
 /// The open log and how much one write to it may carry.
 struct Sink {
+    /// The file's name, to reopen it by (`None`: stderr, or a descriptor the tests made).
+    path: Option<PathBuf>,
+    /// Held while a buffer is written, so this process's writers take turns, and while the
+    /// file is swapped for a reopened one: a buffer goes wholly to the old file or wholly to
+    /// the new one.
+    out: Mutex<Out>,
+    /// Writes are failing: the first failure is logged, not every one after it.
+    failing: AtomicBool,
+    /// Lines lost since writes started failing, reported when they work again.
+    lost: AtomicU64,
+}
+
+/// The file lines are written to.
+struct Out {
     file: File,
     /// Bytes one write(2) may carry without being torn: unlimited for a regular file (opened
     /// `O_APPEND`, each write lands whole at the end, under the inode's lock), [`PIPE_BUF`]
     /// for a pipe, a terminal, a socket.
     atomic: usize,
-    /// Writes are failing: the first failure is logged, not every one after it.
-    failing: AtomicBool,
-    /// Lines lost since writes started failing, reported when they work again.
-    lost: AtomicU64,
-    /// Held while a buffer is written, so this process's writers take turns; true while a
-    /// failed write (a disk that filled mid-write) left part of a line at the end of the log,
-    /// which the next write then ends with a newline before anything else.
-    torn: Mutex<bool>,
+    /// A failed write (a disk that filled mid-write) left part of a line at the end of the
+    /// log, which the next write then ends with a newline before anything else.
+    torn: bool,
+}
+
+impl Out {
+    fn new(file: File) -> io::Result<Out> {
+        let regular = file.metadata()?.file_type().is_file();
+        Ok(Out {
+            file,
+            atomic: if regular { usize::MAX } else { PIPE_BUF },
+            torn: false,
+        })
+    }
 }
 
 /// What one response contributes to its log line.
@@ -55,23 +85,32 @@ pub struct Entry<'a> {
     pub request_line: &'a [u8],
     pub status: u16,
     pub bytes: u64,
+    /// From the complete request head to the reply's last byte handed to the kernel (or its
+    /// end, cut off).
+    pub duration: Duration,
     pub referer: Option<&'a str>,
     pub user_agent: Option<&'a str>,
 }
 
+/// Appends to `path`, creating it if missing (mode 0666 less the umask). `O_APPEND`: every
+/// write goes to the end, so workers (and other processes logging to the same file) never
+/// overwrite each other.
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
 impl AccessLog {
-    /// Appends to `path` (created if missing). `O_APPEND`: every write goes to the end, so
-    /// workers (and other processes logging to the same file) never overwrite each other.
-    pub fn open(path: &Path) -> io::Result<AccessLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        AccessLog::to(file)
+    /// Lines in `format`, appended to `path` (see [`open_append`]).
+    pub fn open(path: &Path, format: LogFormat) -> io::Result<AccessLog> {
+        let file = open_append(path)?;
+        AccessLog::to(file, Some(path.to_owned()), format)
     }
 
-    /// Writes to this process's stderr (a copy of descriptor 2). A closed stderr turns the
-    /// log off, as std's `eprintln!` ignores a closed stderr.
-    pub fn stderr() -> io::Result<AccessLog> {
+    /// Lines in `format` to this process's stderr (a copy of descriptor 2). A closed stderr
+    /// turns the log off, as std's `eprintln!` ignores a closed stderr.
+    pub fn stderr(format: LogFormat) -> io::Result<AccessLog> {
         match io::stderr().as_fd().try_clone_to_owned() {
-            Ok(fd) => AccessLog::to(File::from(fd)),
+            Ok(fd) => AccessLog::to(File::from(fd), None, format),
             Err(err) if err.raw_os_error() == Some(libc::EBADF) => Ok(AccessLog::off()),
             Err(err) => Err(err),
         }
@@ -79,31 +118,63 @@ impl AccessLog {
 
     /// No access log (`-l off`): recording a line costs nothing.
     pub fn off() -> AccessLog {
-        AccessLog(None)
+        AccessLog {
+            sink: None,
+            format: LogFormat::Combined,
+        }
     }
 
-    /// Logs to `file`, whatever it is: a regular file takes any write whole; anything else
-    /// (pipe, terminal, socket) gets writes of at most [`PIPE_BUF`].
-    fn to(file: File) -> io::Result<AccessLog> {
-        let regular = file.metadata()?.file_type().is_file();
-        Ok(AccessLog(Some(Arc::new(Sink {
-            file,
-            atomic: if regular { usize::MAX } else { PIPE_BUF },
-            failing: AtomicBool::new(false),
-            lost: AtomicU64::new(0),
-            torn: Mutex::new(false),
-        }))))
+    /// Logs to `file` (named `path`, if it has a name to reopen), whatever it is: a regular
+    /// file takes any write whole; anything else (pipe, terminal, socket) gets writes of at
+    /// most [`PIPE_BUF`].
+    fn to(file: File, path: Option<PathBuf>, format: LogFormat) -> io::Result<AccessLog> {
+        Ok(AccessLog {
+            sink: Some(Arc::new(Sink {
+                path,
+                out: Mutex::new(Out::new(file)?),
+                failing: AtomicBool::new(false),
+                lost: AtomicU64::new(0),
+            })),
+            format,
+        })
+    }
+
+    /// Opens the log file again by its name, appending (created if missing), and sends every
+    /// line written from now on there, buffered ones included: after logrotate renamed it
+    /// (nginx's SIGUSR1). Each buffer goes wholly to the old file or wholly to the new one, so
+    /// no line is torn, lost or written twice. `Ok(None)`: there is no file to reopen (stderr,
+    /// off). On failure (the error names the file) the old file stays in use.
+    pub fn reopen(&self) -> io::Result<Option<&Path>> {
+        let Some((sink, path)) = self
+            .sink
+            .as_ref()
+            .and_then(|sink| Some((sink, sink.path.as_deref()?)))
+        else {
+            return Ok(None);
+        };
+        // Opened before the lock is taken: writers wait only for the swap.
+        let fresh = open_append(path)
+            .and_then(Out::new)
+            .map_err(|err| io::Error::new(err.kind(), format!("'{}': {err}", path.display())))?;
+        let old = std::mem::replace(
+            &mut *sink.out.lock().unwrap_or_else(PoisonError::into_inner),
+            fresh,
+        );
+        // Closed after the lock is released.
+        drop(old);
+        Ok(Some(path))
     }
 
     /// A buffer for one thread's lines (a worker's, the accept loop's).
     pub fn buffer(&self) -> LogBuf {
         LogBuf {
-            buf: match self.0 {
+            buf: match self.sink {
                 // Room for a full buffer plus the line that fills it: never grows.
                 Some(_) => Vec::with_capacity(BUFFER + PIPE_BUF),
                 None => Vec::new(),
             },
-            sink: self.0.clone(),
+            sink: self.sink.clone(),
+            format: self.format,
             since: 0,
         }
     }
@@ -116,6 +187,7 @@ impl AccessLog {
 /// work) and when dropped (a worker that stops).
 pub struct LogBuf {
     sink: Option<Arc<Sink>>,
+    format: LogFormat,
     buf: Vec<u8>,
     /// The clock second of the oldest line in `buf`.
     since: u64,
@@ -136,7 +208,7 @@ impl LogBuf {
         if self.buf.is_empty() {
             self.since = second;
         }
-        write_line(entry, &mut self.buf);
+        format::write_line(self.format, entry, &mut self.buf);
         if self.buf.len() >= BUFFER {
             self.flush();
         } else {
@@ -181,15 +253,17 @@ impl Drop for LogBuf {
 impl Sink {
     /// Writes `lines` (whole lines) in as few write(2)s as keep each one untorn.
     fn write_lines(&self, lines: &[u8]) {
-        self.write_lines_to(&mut &self.file, lines);
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let Out { file, atomic, torn } = &mut *out;
+        self.write_lines_to(&mut &*file, *atomic, torn, lines);
     }
 
-    /// [`Sink::write_lines`] to any writer (the tests' stands in for a disk that fills).
-    fn write_lines_to(&self, out: &mut impl Write, lines: &[u8]) {
-        let mut torn = self.torn.lock().unwrap_or_else(PoisonError::into_inner);
+    /// [`Sink::write_lines`] to any writer (the tests' stands in for a disk that fills), each
+    /// write at most `atomic` bytes; `torn` as in [`Out`]. Called with the lock held.
+    fn write_lines_to(&self, out: &mut impl Write, atomic: usize, torn: &mut bool, lines: &[u8]) {
         let mut rest = lines;
         while !rest.is_empty() {
-            let (chunk, later) = rest.split_at(whole_lines(rest, self.atomic));
+            let (chunk, later) = rest.split_at(whole_lines(rest, atomic));
             let written = if *torn {
                 write_all(out, b"\n").and_then(|()| {
                     *torn = false;
@@ -253,55 +327,7 @@ fn write_all(file: &mut impl Write, bytes: &[u8]) -> Result<(), (usize, io::Erro
     Ok(())
 }
 
-/// Appends `host - - [time] "request" status bytes "referer" "user-agent"\n` (Apache's
-/// "combined") to `out`, without allocating.
-fn write_line(entry: &Entry<'_>, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{} - - [{}] \"", entry.client, entry.time);
-    escape_into(entry.request_line, MAX_FIELD, out);
-    let _ = write!(out, "\" {} ", entry.status);
-    if entry.bytes == 0 {
-        out.push(b'-');
-    } else {
-        let _ = write!(out, "{}", entry.bytes);
-    }
-    for field in [entry.referer, entry.user_agent] {
-        out.extend_from_slice(b" \"");
-        match field {
-            Some(value) => escape_into(value.as_bytes(), MAX_HEADER, out),
-            None => out.push(b'-'),
-        }
-        out.push(b'"');
-    }
-    out.push(b'\n');
-}
-
-/// Printable ASCII stays; quotes, backslashes, control and non-ASCII bytes become `\xHH`, so
-/// a client can neither forge a line nor a field. At most `cap` bytes come out (no escape is
-/// cut in two); if the field does not fit, `...` follows what does.
-fn escape_into(bytes: &[u8], cap: usize, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut room = cap;
-    for &b in bytes {
-        let plain = (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
-        let width = if plain { 1 } else { 4 };
-        if width > room {
-            out.extend_from_slice(b"...");
-            return;
-        }
-        room -= width;
-        if plain {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        }
-    }
-}
+mod format;
 
 #[cfg(test)]
 mod tests;

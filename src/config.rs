@@ -46,6 +46,10 @@ pub struct Args {
     /// access log file, appended to, or off (default: stderr)
     #[argh(option, short = 'l')]
     pub log: Option<PathBuf>,
+    /// access log line format: combined, common or json (one object a line)
+    /// (default: combined)
+    #[argh(option, default = "String::from(\"combined\")")]
+    pub log_format: String,
     /// seconds a reply may wait for a client that takes none of it before the connection is
     /// closed (default: 30)
     #[argh(option, default = "30")]
@@ -148,6 +152,30 @@ impl LogTo {
     }
 }
 
+/// The access log's line format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Apache's and nginx's "combined": common, then the Referer and the User-Agent.
+    Combined,
+    /// The Common Log Format: client, time, request line, status, body bytes.
+    Common,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(value: &str) -> Result<LogFormat, ConfigError> {
+        match value {
+            "combined" => Ok(LogFormat::Combined),
+            "common" => Ok(LogFormat::Common),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError(format!(
+                "--log-format '{value}': expected combined, common or json"
+            ))),
+        }
+    }
+}
+
 /// How long a connection may wait for its client before it is given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
@@ -179,6 +207,8 @@ pub struct Config {
     pub dispatch: Dispatch,
     /// Where the access log goes (`-l`).
     pub access_log: LogTo,
+    /// What its lines look like (`--log-format`).
+    pub log_format: LogFormat,
     /// How long in-flight replies may take after a stop signal (`--grace`).
     pub grace: Duration,
     /// Whether the file cache is on and, if off, why: for the log at start-up.
@@ -232,6 +262,7 @@ impl Config {
             None => Charset::default(),
         };
         let pages = pages.with_charset(&charset);
+        let log_format = LogFormat::parse(&args.log_format)?;
         let (cache, file_cache_note) =
             filecache::from_flag(&root, &args.file_cache).map_err(ConfigError)?;
         Ok(Config {
@@ -256,6 +287,7 @@ impl Config {
             max_connections: args.max_connections,
             dispatch,
             access_log: LogTo::from_flag(args.log),
+            log_format,
             grace: Duration::from_secs(args.grace),
         })
     }

@@ -61,7 +61,7 @@ mod sys;
 mod url;
 
 pub use config::{Args, Config, ConfigError};
-pub use server::{shutdown_on_signals, Server, ShutdownHandle};
+pub use server::{reopen_log_on_signals, shutdown_on_signals, Server, ShutdownHandle};
 
 /// Not API: the pieces the benchmarks, the fuzz targets and the in-process tests drive
 /// directly. Nothing here is stable; everything else in the crate is private, so the

@@ -32,10 +32,14 @@ pub fn listen(
     dispatch: Dispatch,
     idle: Duration,
 ) -> io::Result<Vec<TcpListener>> {
-    if addr.port() != 0 && port_has_listener(addr) {
+    // Looked at before our bind, said only after it worked: a port another program holds
+    // (without SO_REUSEPORT, or as another user) makes the bind fail, and the one error
+    // about that is the caller's.
+    let shared = addr.port() != 0 && port_has_listener(addr);
+    let first = listen_one(addr, dispatch, idle)?;
+    if shared {
         log::warn!("another listener holds {addr}: sharing the port with it (SO_REUSEPORT)");
     }
-    let first = listen_one(addr, dispatch, idle)?;
     let addr = first.local_addr()?;
     let marked = set_incoming_cpu(&first, 0).is_ok();
     let mut listeners = vec![first];

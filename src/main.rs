@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use httpd::Args;
-use httpd::{shutdown_on_signals, Config, Server};
+use httpd::{reopen_log_on_signals, shutdown_on_signals, Config, Server};
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
@@ -49,6 +49,8 @@ fn run(args: Args) -> Result<(), String> {
     log::info!("{file_cache}");
     let addr = server.local_addr().map_err(|err| err.to_string())?;
     shutdown_on_signals(server.shutdown_handle())
+        .map_err(|err| format!("cannot install signal handlers: {err}"))?;
+    reopen_log_on_signals(&server)
         .map_err(|err| format!("cannot install signal handlers: {err}"))?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{addr}");

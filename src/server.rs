@@ -1,7 +1,7 @@
 //! Wiring: binds, starts the worker pool, the poller thread and the accept loop, and shuts
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
 //! flight finish, each worker writes out its log lines); turns SIGINT/SIGTERM into that
-//! shutdown.
+//! shutdown, and SIGUSR1/SIGHUP into reopening the access log.
 //! May use: accept, accesslog, config, conn, filecache, listen, poller, pool, sys.
 
 use std::io;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::accept::{self, Acceptor, Stop};
 use crate::accesslog::AccessLog;
-use crate::config::{Config, LogTo};
+use crate::config::{Config, LogFormat, LogTo};
 use crate::conn::{self, Context, Next, Scratch};
 use crate::filecache;
 use crate::listen;
@@ -57,7 +57,7 @@ impl Server {
     /// (`-a` and `-p` then do not apply). When this returns, connections are already being
     /// queued by the kernel. It reads and clears `LISTEN_FDS`: call it before starting threads.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let log = open_log(&config.access_log)?;
+        let log = open_log(&config.access_log, config.log_format)?;
         let listeners = match listen::inherited(config.dispatch, config.deadlines.idle)? {
             Some(listeners) => {
                 let addrs: Vec<String> = listeners
@@ -96,7 +96,7 @@ impl Server {
     /// creates a missing log file). It binds nothing: a `SO_REUSEPORT` listener on the port of
     /// a running httpd would take a share of its new connections, then reset them on close.
     pub fn check(config: &Config) -> io::Result<()> {
-        open_log(&config.access_log).map(drop)
+        open_log(&config.access_log, config.log_format).map(drop)
     }
 
     /// The address actually bound (with the real port).
@@ -226,11 +226,11 @@ impl Server {
 }
 
 /// Opens the access log `-l` asks for; an error names it.
-fn open_log(to: &LogTo) -> io::Result<AccessLog> {
+fn open_log(to: &LogTo, format: LogFormat) -> io::Result<AccessLog> {
     let (opened, name) = match to {
         LogTo::Off => return Ok(AccessLog::off()),
-        LogTo::Stderr => (AccessLog::stderr(), "stderr".into()),
-        LogTo::File(path) => (AccessLog::open(path), path.display().to_string()),
+        LogTo::Stderr => (AccessLog::stderr(format), "stderr".into()),
+        LogTo::File(path) => (AccessLog::open(path, format), path.display().to_string()),
     };
     opened.map_err(|err| {
         io::Error::new(
@@ -256,6 +256,39 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> io::Result<()> {
                 } else {
                     log::warn!("signal {signal} again: exiting now");
                     std::process::exit(1);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Makes SIGUSR1 (nginx's convention) and SIGHUP reopen the access log file by its name, so
+/// logrotate can rename the file and have the lines that follow go to a fresh one, without a
+/// restart. Neither signal stops the server; with the log on stderr or off they only say so
+/// in the server's own log.
+pub fn reopen_log_on_signals(server: &Server) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGUSR1};
+    let log = server.log.clone();
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGHUP])?;
+    thread::Builder::new()
+        .name("log-reopen".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGHUP {
+                    "SIGHUP"
+                } else {
+                    "SIGUSR1"
+                };
+                match log.reopen() {
+                    Ok(Some(path)) => {
+                        log::info!("{name}: reopened the access log '{}'", path.display())
+                    }
+                    Ok(None) => {
+                        log::info!("{name}: the access log is not a file; nothing to reopen")
+                    }
+                    Err(err) => log::warn!(
+                        "{name}: cannot reopen the access log {err}; still writing to the old file"
+                    ),
                 }
             }
         })?;

@@ -469,6 +469,8 @@ fn bad_command_lines_fail_with_one_clear_line() {
         (
             vec!["-r", r, "-p", "0", "--charset", "utf-8; x"],
             "--charset \"utf-8; x\": expected a charset name",
+            vec!["-r", r, "-p", "0", "--log-format", "apache"],
+            "--log-format 'apache'",
         ),
         (
             vec!["-r", r, "-p", "0", "-l", "/no/such/dir/access.log"],
@@ -492,6 +494,25 @@ fn bad_command_lines_fail_with_one_clear_line() {
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_port_another_program_holds_fails_with_the_one_error_line() {
+    // A plain listener, without SO_REUSEPORT: httpd cannot share its port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let root = site();
+    let r = root.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&["-r", r, "-p", &addr.port().to_string()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!out.contains("listening"), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line: {err:?}");
+    assert!(
+        lines[0].starts_with(&format!("httpd: cannot listen on {addr}: ")),
+        "{err:?}"
+    );
+    assert!(!err.contains("sharing"), "{err:?}");
 }
 
 #[test]

@@ -1,22 +1,33 @@
-//! The access log's tables: line format and escaping, field caps, whole-line writes to
-//! files and pipes, flushing by size, age and drop, and a log that fails.
+//! The access log's tables: line formats and escaping, field caps, whole-line writes to
+//! files and pipes, flushing by size, age and drop, a log that fails, and reopening.
+use super::format::write_line;
 use super::*;
 use crate::sys;
 use std::io::Read;
 
 fn format_line(entry: &Entry<'_>) -> String {
+    format_as(LogFormat::Combined, entry)
+}
+
+pub(super) fn format_as(format: LogFormat, entry: &Entry<'_>) -> String {
     let mut line = Vec::new();
-    write_line(entry, &mut line);
+    write_line(format, entry, &mut line);
     String::from_utf8(line).unwrap()
 }
 
-fn entry(status: u16) -> Entry<'static> {
+/// A log to `file`, with no name to reopen, in combined format.
+fn log_to(file: File) -> AccessLog {
+    AccessLog::to(file, None, LogFormat::Combined).unwrap()
+}
+
+pub(super) fn entry(status: u16) -> Entry<'static> {
     Entry {
         client: "::1".parse().unwrap(),
         time: "06/Nov/1994:08:49:37 +0000",
         request_line: b"GET / HTTP/1.1",
         status,
         bytes: 1,
+        duration: Duration::from_micros(1500),
         referer: None,
         user_agent: Some("t"),
     }
@@ -30,6 +41,7 @@ fn combined_log_format() {
         request_line: b"GET /a\"b\\c\x1b HTTP/1.1",
         status: 200,
         bytes: 1234,
+        duration: Duration::ZERO,
         referer: Some("http://example.test/"),
         user_agent: None,
     };
@@ -51,26 +63,6 @@ fn combined_log_format() {
     });
     assert!(line.len() < MAX_FIELD + 200, "{}", line.len());
     assert!(line.contains("aaa...\" 304"));
-}
-
-#[test]
-fn the_longest_line_fits_one_atomic_pipe_write() {
-    let escaped = vec![0xffu8; 16 * 1024];
-    let text = "\"".repeat(16 * 1024);
-    let line = format_line(&Entry {
-        client: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
-        time: "06/Nov/1994:08:49:37 +0000",
-        request_line: &escaped,
-        status: 599,
-        bytes: u64::MAX,
-        referer: Some(&text),
-        user_agent: Some(&text),
-    });
-    assert!(line.len() <= PIPE_BUF, "{}", line.len());
-    assert_eq!(line.matches("...").count(), 3, "{line}");
-    // No escape is cut in two.
-    assert!(line.contains("\\xFF...\""), "{line}");
-    assert!(line.contains("\\x22...\""), "{line}");
 }
 
 #[test]
@@ -104,7 +96,7 @@ fn drain(mut reader: File) -> Vec<Vec<u8>> {
 #[test]
 fn a_pipe_gets_writes_of_whole_lines_within_pipe_buf() {
     let (read_end, write_end) = sys::pipe().unwrap();
-    let log = AccessLog::to(File::from(write_end)).unwrap();
+    let log = log_to(File::from(write_end));
     let reader = std::thread::spawn(move || drain(File::from(read_end)));
     let mut buf = log.buffer();
     let long_ua = "u".repeat(700);
@@ -116,7 +108,7 @@ fn a_pipe_gets_writes_of_whole_lines_within_pipe_buf() {
             user_agent: Some(&long_ua[..usize::from(i) % 700]),
             ..entry(200)
         };
-        write_line(&e, &mut wanted);
+        write_line(LogFormat::Combined, &e, &mut wanted);
         buf.record(&e, 7);
         assert!(buf.buf.len() < BUFFER, "a full buffer is written at once");
     }
@@ -140,6 +132,7 @@ fn writes_are_within_pipe_buf_and_whole_lines() {
     for i in 0..300u16 {
         let ua = "x".repeat(usize::from(i) * 3 % 900);
         write_line(
+            LogFormat::Combined,
             &Entry {
                 user_agent: Some(&ua),
                 ..entry(200)
@@ -188,7 +181,7 @@ impl Drop for TempLog {
 #[test]
 fn lines_reach_the_file_on_flush_and_on_drop() {
     let dir = TempLog::new("flush");
-    let log = AccessLog::open(&dir.path()).unwrap();
+    let log = AccessLog::open(&dir.path(), LogFormat::Combined).unwrap();
     let mut buf = log.buffer();
     for status in [200, 404] {
         buf.record(&entry(status), 1);
@@ -207,7 +200,7 @@ fn lines_reach_the_file_on_flush_and_on_drop() {
 #[test]
 fn a_full_buffer_or_a_line_a_second_later_is_written() {
     let dir = TempLog::new("size-age");
-    let log = AccessLog::open(&dir.path()).unwrap();
+    let log = AccessLog::open(&dir.path(), LogFormat::Combined).unwrap();
     let mut buf = log.buffer();
     let line = format_line(&entry(200)).len();
     let fit = BUFFER.div_ceil(line);
@@ -249,7 +242,7 @@ fn off_writes_nothing_and_holds_nothing() {
 #[test]
 fn a_failing_log_loses_lines_without_growing() {
     let (read_end, write_end) = sys::pipe().unwrap();
-    let log = AccessLog::to(File::from(write_end)).unwrap();
+    let log = log_to(File::from(write_end));
     drop(read_end); // EPIPE from now on (SIGPIPE is ignored by Rust programs).
     let mut buf = log.buffer();
     for second in 0..3 {
@@ -258,7 +251,7 @@ fn a_failing_log_loses_lines_without_growing() {
         }
     }
     assert!(buf.buf.len() < BUFFER);
-    let sink = log.0.as_ref().unwrap();
+    let sink = log.sink.as_ref().unwrap();
     assert!(sink.failing.load(Ordering::Relaxed));
     assert!(sink.lost.load(Ordering::Relaxed) > 0);
 }
@@ -288,26 +281,85 @@ impl Write for FillingDisk {
 #[test]
 fn a_disk_that_fills_mid_line_leaves_no_line_joined_to_the_next() {
     let (_read_end, write_end) = sys::pipe().unwrap();
-    let log = AccessLog::to(File::from(write_end)).unwrap();
-    let sink = log.0.as_ref().unwrap();
+    let log = log_to(File::from(write_end));
+    let sink = log.sink.as_ref().unwrap();
+    let mut torn = false;
+    let mut write = |disk: &mut FillingDisk, lines: &[u8]| {
+        sink.write_lines_to(disk, usize::MAX, &mut torn, lines);
+    };
     let mut disk = FillingDisk {
         written: Vec::new(),
         room: 10,
     };
-    sink.write_lines_to(&mut disk, b"first line\nsecond line\n");
+    write(&mut disk, b"first line\nsecond line\n");
     assert_eq!(disk.written, b"first line");
     // Still full: nothing more, the state kept.
-    sink.write_lines_to(&mut disk, b"lost line\n");
+    write(&mut disk, b"lost line\n");
     assert_eq!(disk.written, b"first line");
     disk.room = usize::MAX;
-    sink.write_lines_to(&mut disk, b"third line\n");
+    write(&mut disk, b"third line\n");
     assert_eq!(disk.written, b"first line\nthird line\n");
     // Again, mid-line. (Had a write stopped exactly at a line's end, the newline would
     // make an empty line: harmless, where a joined one is not.)
     disk.room = 5;
-    sink.write_lines_to(&mut disk, b"fourth\n");
+    write(&mut disk, b"fourth\n");
     disk.room = usize::MAX;
-    sink.write_lines_to(&mut disk, b"fifth\n");
+    write(&mut disk, b"fifth\n");
     assert_eq!(disk.written, b"first line\nthird line\nfourt\nfifth\n");
     assert!(!sink.failing.load(Ordering::Relaxed));
+}
+
+#[test]
+fn reopen_sends_buffered_and_later_lines_to_a_new_file() {
+    let dir = TempLog::new("reopen");
+    let log = AccessLog::open(&dir.path(), LogFormat::Common).unwrap();
+    let mut before = log.buffer();
+    let mut after = log.buffer();
+    before.record(&entry(200), 1);
+    before.flush();
+    // Buffered when the file is renamed and reopened: it goes to the new file.
+    after.record(&entry(201), 1);
+    let rotated = dir.0.join("access.log.1");
+    std::fs::rename(dir.path(), &rotated).unwrap();
+    assert_eq!(log.reopen().unwrap(), Some(dir.path().as_path()));
+    assert!(dir.path().exists(), "the new file exists at once");
+    after.flush();
+    before.record(&entry(202), 1);
+    drop(before);
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(dir.path()).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+    assert!(old.contains("\" 200 1\n"), "{old}");
+    assert_eq!(new.lines().count(), 2, "{new}");
+    assert!(
+        new.contains("\" 201 1\n") && new.contains("\" 202 1\n"),
+        "{new}"
+    );
+    assert!(!new.contains(" \"t\""), "the format is kept: {new}");
+}
+
+#[test]
+fn reopen_without_a_file_is_a_no_op_and_a_failure_keeps_the_old_file() {
+    assert_eq!(AccessLog::off().reopen().unwrap(), None);
+    let (_read_end, write_end) = sys::pipe().unwrap();
+    assert_eq!(log_to(File::from(write_end)).reopen().unwrap(), None);
+
+    let dir = TempLog::new("reopen-fails");
+    let log = AccessLog::open(&dir.path(), LogFormat::Combined).unwrap();
+    let rotated = std::env::temp_dir().join(format!("httpd-log-{}-moved", std::process::id()));
+    std::fs::rename(dir.path(), &rotated).unwrap();
+    // The directory is gone: nowhere to create the new file.
+    std::fs::remove_dir(&dir.0).unwrap();
+    let err = log.reopen().unwrap_err();
+    assert!(err.to_string().contains("access.log"), "{err}");
+    let mut buf = log.buffer();
+    buf.record(&entry(200), 1);
+    buf.flush();
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let _ = std::fs::remove_file(&rotated);
+    assert_eq!(
+        old.lines().count(),
+        1,
+        "still written to the old file: {old}"
+    );
 }

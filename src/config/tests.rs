@@ -32,6 +32,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(config.max_connections, None);
     assert_eq!(config.dispatch, Dispatch::Direct);
     assert_eq!(config.access_log, LogTo::Stderr);
+    assert_eq!(config.log_format, LogFormat::Combined);
     assert!(!config.site.list);
     assert_eq!(config.site.health, None);
     assert_eq!(config.site.cache_control, None);
@@ -49,6 +50,7 @@ fn defaults_are_the_documented_ones() {
         "(default: 100)",
         "(default: direct)",
         "(default: stderr)",
+        "(default: combined)",
     ] {
         assert!(help.contains(said), "{said} missing from {help}");
     }
@@ -67,6 +69,8 @@ fn every_flag_reaches_its_setting() {
         "7",
         "-l",
         "access.log",
+        "--log-format",
+        "json",
         "--send-timeout",
         "2",
         "--grace",
@@ -103,6 +107,7 @@ fn every_flag_reaches_its_setting() {
     assert_eq!(config.max_connections, Some(9));
     assert_eq!(config.dispatch, Dispatch::Poll);
     assert_eq!(config.access_log, LogTo::File(PathBuf::from("access.log")));
+    assert_eq!(config.log_format, LogFormat::Json);
     assert!(config.site.list);
     assert_eq!(config.site.health.as_deref(), Some("/healthz"));
     assert_eq!(
@@ -182,6 +187,10 @@ fn each_invalid_setting_says_what_is_wrong() {
             &["--dispatch", "fast"],
             "--dispatch 'fast': expected direct, defer or poll",
         ),
+        (
+            &["--log-format", "apache"],
+            "--log-format 'apache': expected combined, common or json",
+        ),
         // The first problem in flag order is the one reported.
         (&["-t", "0", "-w", "0"], "--workers must be at least 1"),
         (
@@ -212,5 +221,8 @@ fn each_invalid_setting_says_what_is_wrong() {
     ] {
         let config = parse(&["--charset", name]).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(config.site.charset.value(), Some(name));
+    }
+    for format in ["combined", "common", "json"] {
+        assert!(parse(&["--log-format", format]).is_ok(), "{format}");
     }
 }

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::write::{After, Outgoing};
 use super::{Context, Recorder};
@@ -27,6 +28,7 @@ pub(super) fn answer(
     input: &[u8],
     head_len: usize,
 ) -> (Outgoing, usize) {
+    let started = Instant::now();
     let clock = &mut rec.clock;
     // A body we are not going to use is skipped if it is already here; otherwise we answer
     // and close, so it can never be read as the next request (RFC 9112 §9.3).
@@ -105,6 +107,7 @@ pub(super) fn answer(
         ],
         request.referer.as_deref(),
         request.user_agent.as_deref(),
+        started,
     );
     (out, used)
 }
@@ -129,6 +132,6 @@ pub(super) fn error_reply(
     let response = ctx.site.pages.render(err);
     let mut out = Outgoing::new(response, false, false, rec.clock.now(), output);
     out.after = After::Linger;
-    out.log_as(&mut rec.text, &[request_line], None, None);
+    out.log_as(&mut rec.text, &[request_line], None, None, Instant::now());
     out
 }

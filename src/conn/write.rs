@@ -89,6 +89,8 @@ enum Chunk {
 struct LogLine {
     status: u16,
     text: LogText,
+    /// When the request's head was complete (the log's duration starts there).
+    started: Instant,
 }
 
 /// The request as the access log names it: copied out of the request head, because the head
@@ -164,6 +166,7 @@ impl Outgoing {
     ) -> Outgoing {
         response.encode_head(date, keep_alive, buf);
         let has_body = !head_only && response.has_body();
+        let now = Instant::now();
         let mut out = Outgoing {
             head_len: buf.len() as u64,
             bytes: std::mem::take(buf),
@@ -181,10 +184,11 @@ impl Outgoing {
             log: LogLine {
                 status: response.status,
                 text: LogText::default(),
+                started: now,
             },
-            last_progress: Instant::now(),
+            last_progress: now,
             unsent: None,
-            next_sample: Instant::now(),
+            next_sample: now,
             send_timeout: Duration::ZERO,
             file_slot: None,
         };
@@ -241,15 +245,17 @@ impl Outgoing {
 
     /// Names the request in the reply's access-log line: the request line is `request_line`
     /// joined, copied into the buffers of `spare` (the worker's, given back by
-    /// [`Outgoing::give_back_buffers`]).
+    /// [`Outgoing::give_back_buffers`]); its duration counts from `started`.
     pub(super) fn log_as(
         &mut self,
         spare: &mut LogText,
         request_line: &[&[u8]],
         referer: Option<&str>,
         user_agent: Option<&str>,
+        started: Instant,
     ) {
         self.log.text = LogText::fill(spare, request_line, referer, user_agent);
+        self.log.started = started;
     }
 
     /// Bytes sent so far, head included.
@@ -394,6 +400,7 @@ impl Outgoing {
                 request_line: &self.log.text.request_line,
                 status: self.log.status,
                 bytes: self.sent.saturating_sub(self.head_len),
+                duration: self.log.started.elapsed(),
                 referer: self.log.text.referer(),
                 user_agent: self.log.text.user_agent(),
             },
