@@ -61,6 +61,8 @@ pub struct Conn {
     /// A reply the socket has not fully taken: continued when it is writable again. Boxed
     /// only here, when it parks: a reply that goes out at once never leaves the stack.
     outgoing: Option<Box<Outgoing>>,
+    /// Added to the workers' epoll set (by its first park): later parks only re-arm it.
+    registered: bool,
     _slot: Slot,
 }
 
@@ -104,6 +106,7 @@ impl Conn {
             idle_since: Instant::now(),
             drained: 0,
             outgoing: None,
+            registered: false,
             _slot: slot,
         }
     }
@@ -111,6 +114,16 @@ impl Conn {
     /// The socket, for registering with a poller.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
+    }
+
+    /// Whether the socket is in the workers' epoll set (it leaves it when it closes).
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Notes that the socket was added to the workers' epoll set.
+    pub fn set_registered(&mut self) {
+        self.registered = true;
     }
 
     /// Whether part of a request head is waiting for the rest.
