@@ -334,6 +334,8 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     }
 
     let mut served = 0;
+    // The last read took all the socket had (it did not fill the room it was given).
+    let mut drained = false;
     loop {
         match request::parse(input) {
             Ok(Parsed::Complete(request, head_len)) => {
@@ -362,6 +364,12 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 if !input.is_empty() {
                     continue;
                 }
+                if drained {
+                    // Nothing was left to read a moment ago: park at once rather than spend
+                    // a read on learning that again. Anything that has arrived since makes
+                    // the socket ready as it is armed, so it comes straight back.
+                    return Next::Park(conn);
+                }
             }
             Ok(Parsed::Partial) => {
                 if !input.is_empty() && conn.head_started.is_none() {
@@ -377,7 +385,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         }
         match sys::recv_nonblocking(conn.stream.as_fd(), input) {
             Ok(0) => return Next::Close,
-            Ok(_) => {}
+            Ok(_) => drained = input.len() < input.capacity(),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if conn.head_started.is_some() && Instant::now() >= deadline_of(&conn, ctx, input) {
                     // Data kept coming, but too slowly: the poller never saw it idle long
