@@ -2,7 +2,7 @@
 //! each to the workers (or the poller, `--dispatch poll`), closes the longest-idle one to
 //! make room at the limit, answers 503 when none is idle, and on a stop hands the port over
 //! to a successor without dropping a connection. Never parses HTTP.
-//! May use: config, conn, listen, poller, pool, sys.
+//! May use: config, conn, listen, poller, sys.
 
 use std::fs::File;
 use std::io;
@@ -17,7 +17,6 @@ use crate::config::{Config, Dispatch};
 use crate::conn::{self, Conn, Context, Scratch, Slot};
 use crate::listen;
 use crate::poller::{Parker, Wait};
-use crate::pool::Submitter;
 use crate::sys::Registered;
 
 /// How long to stop accepting after running out of file descriptors with no spare left.
@@ -83,7 +82,6 @@ pub struct Acceptor<'a> {
     spare: Option<File>,
     dispatch: Dispatch,
     parker: &'a Parker,
-    to_workers: &'a Submitter<Conn>,
     ctx: &'a Context,
     scratch: Scratch,
 }
@@ -106,7 +104,6 @@ impl<'a> Acceptor<'a> {
         fd_budget: usize,
         open: Arc<AtomicUsize>,
         parker: &'a Parker,
-        to_workers: &'a Submitter<Conn>,
         ctx: &'a Context,
     ) -> Acceptor<'a> {
         let limit = match config.max_connections {
@@ -135,7 +132,6 @@ impl<'a> Acceptor<'a> {
             spare: spare_fd(),
             dispatch: config.dispatch,
             parker,
-            to_workers,
             ctx,
             scratch: Scratch::new(&ctx.log),
         }
@@ -312,7 +308,8 @@ impl<'a> Acceptor<'a> {
         let conn = Conn::new(stream, peer, Slot::take(&self.open));
         match self.dispatch {
             Dispatch::Direct | Dispatch::Defer => {
-                let _ = self.to_workers.submit(conn);
+                // Closed if the stop is over: nothing was asked of it yet.
+                let _ = self.parker.queue(conn);
             }
             Dispatch::Poll => {
                 let deadline = conn.deadline(&self.ctx.deadlines);

@@ -61,6 +61,8 @@ pub struct Conn {
     /// A reply the socket has not fully taken: continued when it is writable again. Boxed
     /// only here, when it parks: a reply that goes out at once never leaves the stack.
     outgoing: Option<Box<Outgoing>>,
+    /// Added to the workers' epoll set (by its first park): later parks only re-arm it.
+    registered: bool,
     _slot: Slot,
 }
 
@@ -104,6 +106,7 @@ impl Conn {
             idle_since: Instant::now(),
             drained: 0,
             outgoing: None,
+            registered: false,
             _slot: slot,
         }
     }
@@ -111,6 +114,16 @@ impl Conn {
     /// The socket, for registering with a poller.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
+    }
+
+    /// Whether the socket is in the workers' epoll set (it leaves it when it closes).
+    pub fn is_registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Notes that the socket was added to the workers' epoll set.
+    pub fn set_registered(&mut self) {
+        self.registered = true;
     }
 
     /// Whether part of a request head is waiting for the rest.
@@ -321,6 +334,8 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     }
 
     let mut served = 0;
+    // The last read took all the socket had (it did not fill the room it was given).
+    let mut drained = false;
     loop {
         match request::parse(input) {
             Ok(Parsed::Complete(request, head_len)) => {
@@ -349,6 +364,12 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                 if !input.is_empty() {
                     continue;
                 }
+                if drained {
+                    // Nothing was left to read a moment ago: park at once rather than spend
+                    // a read on learning that again. Anything that has arrived since makes
+                    // the socket ready as it is armed, so it comes straight back.
+                    return Next::Park(conn);
+                }
             }
             Ok(Parsed::Partial) => {
                 if !input.is_empty() && conn.head_started.is_none() {
@@ -364,7 +385,7 @@ pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
         }
         match sys::recv_nonblocking(conn.stream.as_fd(), input) {
             Ok(0) => return Next::Close,
-            Ok(_) => {}
+            Ok(_) => drained = input.len() < input.capacity(),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if conn.head_started.is_some() && Instant::now() >= deadline_of(&conn, ctx, input) {
                     // Data kept coming, but too slowly: the poller never saw it idle long

@@ -5,8 +5,9 @@
 //! 1. [`listen`] opens one `SO_REUSEPORT` listener per CPU (or takes the sockets systemd
 //!    hands over: socket activation); [`accept`]'s loop takes
 //!    connections off them, with admission control at `--max-connections` (close the
-//!    connection idle the longest, else answer 503 at once), and queues each for the
-//!    [`pool`] (a bounded channel), or parks it in the [`poller`] (`--dispatch poll`).
+//!    connection idle the longest, else answer 503 at once), and hands each to the
+//!    [`poller`]: the workers of the [`pool`] wait on its epoll set themselves
+//!    (leader/followers), so the one that gets a connection's event serves it.
 //! 2. A worker runs [`conn::serve`]: it reads what has arrived, never waiting for more,
 //! 3. [`request::parse`]s a head (pure, no I/O),
 //! 4. gets the reply from [`handler::respond`] (`conn/reply.rs` turns a panic into a 500):
@@ -20,9 +21,10 @@
 //!    write, a large body by sendfile, as much as the socket takes without waiting,
 //! 6. logs the reply ([`accesslog`], into the worker's own buffer) once it is all sent (or
 //!    cut off), and goes on with pipelined requests, or
-//! 7. parks the connection in the [`poller`] until the client sends more, or until it makes
-//!    room for the rest of a reply (so an idle, slow-sending or slow-reading client never
-//!    holds a worker), or closes it.
+//! 7. parks the connection in the [`poller`]'s set again (re-arming its one-shot
+//!    registration) until the client sends more, or until it makes room for the rest of a
+//!    reply (so an idle, slow-sending or slow-reading client never holds a worker), or
+//!    closes it. The poller's sweep thread keeps the deadlines.
 //!
 //! Around the pipeline: [`config`] turns the command line into a validated [`Config`] in one
 //! step; [`server`] wires the threads together and shuts them down in data-flow order;

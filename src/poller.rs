@@ -1,62 +1,74 @@
-//! Holds every connection that is waiting for its client, outside the workers: one thread,
-//! one epoll set. A connection waiting to read goes back to the pool when readable, one with
-//! an unfinished reply when writable; one past its deadline is closed (or handed back for a
-//! 408, or for its cut-off reply to be logged); a lingering close is drained here.
-//! May use: polling, conn, sys (epoll registration).
+//! Holds every connection that is waiting for its client, in one epoll set that the idle
+//! workers wait on themselves (leader/followers): a worker takes the one connection whose
+//! event it got, serves it, and parks it again (re-arming its one-shot registration), with no
+//! thread in between. A connection waiting to read comes back when readable, one with an
+//! unfinished reply when writable; a lingering close is drained by whichever worker its
+//! event wakes. Work that is not a socket event (a connection with requests already
+//! buffered, a new connection handed over by the accept loop, one past its deadline) goes
+//! through a queue, and a wake-up in the set tells a waiting worker. The sweep thread keeps
+//! the deadlines: it closes idle connections past theirs and hands back half heads (408)
+//! and stalled replies (to be logged). Ownership is the map: whoever takes a connection out
+//! of it under the lock (a worker woken for it, the sweep, an eviction) owns it.
+//! May use: crossbeam-channel, conn, sys (the epoll set).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use polling::{Event, Events, Poller};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use crate::conn::{self, Conn};
-use crate::sys::Registered;
+use crate::sys::{self, Set};
 
 /// How often deadlines are checked: timeouts are whole seconds, so this is precise enough,
 /// and a sweep over every parked connection stays cheap at this rate.
 const SWEEP: Duration = Duration::from_millis(250);
+/// How often a stop checks whether every connection is done.
+const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// Why a connection is parked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
-    /// For (the rest of) a request: back to the pool when readable.
+    /// For (the rest of) a request: back to a worker when readable.
     Request,
-    /// For the client to make room for the rest of a reply: back to the pool when writable.
+    /// For the client to make room for the rest of a reply: back to a worker when writable.
     Write,
     /// For the client to close after our close: read and drop input until then.
     Drain,
 }
 
-/// The shared handle: workers park connections, the poller thread runs [`Parker::run`].
+/// The shared handle: workers wait on it ([`Parker::next`]) and park connections in it, the
+/// accept loop hands new ones over, the sweep thread runs [`Parker::sweep`].
 #[derive(Clone)]
 pub struct Parker {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    /// Shared with every registration, which deletes itself from it (see [`Registered`]).
-    poller: Arc<Poller>,
+    set: Set,
     state: Mutex<State>,
+    /// Nudges the sweep thread (a stop began).
+    nudge: Condvar,
+    /// Connections ready for a worker without a socket event.
+    queue: (Sender<Conn>, Receiver<Conn>),
+    /// Set (under the lock) once nothing can be parked or queued any more.
+    closed: AtomicBool,
 }
 
 #[derive(Default)]
 struct State {
-    /// Keys grow with every park.
-    next_key: usize,
-    parked: BTreeMap<usize, Parked>,
+    /// Keys grow with every park, below [`sys::RESERVED`].
+    next_key: u64,
+    parked: BTreeMap<u64, Parked>,
     /// The parked connections [`Parker::evict_idle`] may close, oldest idle first. Not the
     /// order of parking: two workers can park in the opposite order of the replies their
     /// clients saw.
-    idle: BTreeSet<(Instant, usize)>,
-    /// Connections with requests already buffered, to be queued again by the poller thread.
-    ready: Vec<Conn>,
+    idle: BTreeSet<(Instant, u64)>,
     /// Shutting down: see [`Parker::stop`].
     stopping: Option<Stopping>,
-    /// The poller thread has returned: nothing can be parked any more.
+    /// Nothing can be parked any more.
     closed: bool,
 }
 
@@ -75,44 +87,32 @@ struct Stopping {
 /// of having it cut off by our close as it was sent.
 const LAST_CALL: Duration = Duration::from_millis(250);
 
+/// A parked connection: armed in the epoll set for as long as it is in the map (and maybe a
+/// little longer: see [`Parker::next`]).
+struct Parked {
+    conn: Conn,
+    wait: Wait,
+    deadline: Instant,
+}
+
 impl Parked {
     /// Closing it loses nothing: it waits for a next request that has not started.
     fn closable(&self, served_only: bool) -> bool {
         self.wait == Wait::Request
-            && self.conn.0.is_idle()
-            && (!served_only || self.conn.0.has_served())
+            && self.conn.is_idle()
+            && (!served_only || self.conn.has_served())
     }
-}
-
-/// A parked connection: registered in the epoll set for as long as it is in the map.
-struct Parked {
-    conn: Registered<Held, Arc<Poller>>,
-    wait: Wait,
-    deadline: Instant,
-}
-
-/// A connection as registered: its socket is what the epoll set watches.
-struct Held(Conn);
-
-impl AsFd for Held {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.fd()
-    }
-}
-
-/// A connection taken out of the map, no longer registered.
-struct Unparked {
-    conn: Conn,
-    wait: Wait,
-    deadline: Instant,
 }
 
 impl Parker {
     pub fn new() -> io::Result<Parker> {
         Ok(Parker {
             shared: Arc::new(Shared {
-                poller: Arc::new(Poller::new()?),
+                set: Set::new()?,
                 state: Mutex::new(State::default()),
+                nudge: Condvar::new(),
+                queue: unbounded(),
+                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -127,9 +127,9 @@ impl Parker {
 
     /// Holds `conn` until it is readable (for [`Wait::Write`], writable; for [`Wait::Drain`],
     /// until the client closes) or `deadline` passes. While stopping, an idle keep-alive
-    /// connection gets only the last call. Once the poller has stopped, the connection is
-    /// given back (`Err`), so that the caller can log a reply it cuts off.
-    pub fn park(&self, conn: Conn, wait: Wait, mut deadline: Instant) -> Result<(), Conn> {
+    /// connection gets only the last call. Once the stop is over, the connection is given
+    /// back (`Err`), so that the caller can log a reply it cuts off.
+    pub fn park(&self, mut conn: Conn, wait: Wait, mut deadline: Instant) -> Result<(), Conn> {
         let mut state = self.state();
         if state.closed {
             return Err(conn);
@@ -140,50 +140,47 @@ impl Parker {
             }
         }
         let key = state.next_key;
-        // `polling` keeps the key `usize::MAX` for its own wake-ups (`notify`), so keys wrap
-        // before it. (Wrapping cannot collide with a parked key in practice: that would take
-        // 2^64 parks while one connection stays parked.)
-        state.next_key = if key >= usize::MAX - 1 { 0 } else { key + 1 };
-        let interest = match wait {
-            Wait::Write => Event::writable(key),
-            Wait::Request | Wait::Drain => Event::readable(key),
-        };
-        // Registered under the lock, so the poller thread cannot see the event before the
-        // connection is in the map; it stays registered exactly as long as it is in the map.
-        let idle = wait == Wait::Request && conn.is_idle();
-        let idle_since = conn.idle_since();
-        match Registered::add(Arc::clone(&self.shared.poller), Held(conn), interest) {
-            Ok(conn) => {
-                if idle {
-                    state.idle.insert((idle_since, key));
-                }
-                state.parked.insert(
-                    key,
-                    Parked {
-                        conn,
-                        wait,
-                        deadline,
-                    },
-                );
-            }
-            Err((err, Held(conn))) => {
-                log::warn!("cannot park a connection: {err}; closing it");
-                return Err(conn);
-            }
+        // Wrapping cannot collide with a parked key in practice: that would take 2^64 parks
+        // while one connection stays parked.
+        state.next_key = if key + 1 >= sys::RESERVED { 0 } else { key + 1 };
+        // Armed under the lock, so a worker woken by the event cannot look for the
+        // connection before it is in the map.
+        let first = !conn.is_registered();
+        if let Err(err) = self
+            .shared
+            .set
+            .arm(conn.fd(), key, wait == Wait::Write, first)
+        {
+            log::warn!("cannot park a connection: {err}; closing it");
+            return Err(conn);
         }
+        conn.set_registered();
+        if wait == Wait::Request && conn.is_idle() {
+            state.idle.insert((conn.idle_since(), key));
+        }
+        state.parked.insert(
+            key,
+            Parked {
+                conn,
+                wait,
+                deadline,
+            },
+        );
         Ok(())
     }
 
-    /// Queues `conn` again through the poller thread (it has more work ready). Once the poller
-    /// has stopped, the connection is given back (`Err`).
-    pub fn requeue(&self, conn: Conn) -> Result<(), Conn> {
-        let mut state = self.state();
+    /// Queues `conn` for a worker (it has work ready without a socket event: buffered
+    /// requests, or it is new). Once the stop is over, the connection is given back (`Err`).
+    pub fn queue(&self, conn: Conn) -> Result<(), Conn> {
+        let state = self.state();
         if state.closed {
             return Err(conn);
         }
-        state.ready.push(conn);
+        // Sent under the lock, so that the stop, which closes under it too, never leaves a
+        // connection behind in the queue.
+        let _ = self.shared.queue.0.send(conn);
         drop(state);
-        let _ = self.shared.poller.notify();
+        self.shared.set.wake_one();
         Ok(())
     }
 
@@ -193,14 +190,75 @@ impl Parker {
     pub fn evict_idle(&self) -> bool {
         let mut state = self.state();
         let oldest = state.idle.first().map(|&(_, key)| key);
-        let evicted = oldest.and_then(|key| self.take(&mut state, key));
+        let evicted = oldest.and_then(|key| take(&mut state, key));
         drop(state);
         evicted.is_some()
     }
 
+    /// A worker's next connection: a queued one first, else the one whose event it gets from
+    /// the set (after `idle()`, when nothing is ready at once and it is about to sleep).
+    /// Lingering closes woken here are drained on the way. `None` once the stop is over and
+    /// the queue is empty: the worker ends.
+    pub fn next(&self, idle: &mut dyn FnMut()) -> Option<Conn> {
+        let (_, queue) = &self.shared.queue;
+        loop {
+            if let Ok(conn) = queue.try_recv() {
+                if !queue.is_empty() {
+                    // Pass the rest on: one wake-up may have stood for several connections.
+                    self.shared.set.wake_one();
+                }
+                return Some(conn);
+            }
+            if self.shared.closed.load(Ordering::SeqCst) {
+                // Everything was queued before the close: what is left is the last.
+                return queue.try_recv().ok();
+            }
+            let key = match self.shared.set.wait_one(false) {
+                Ok(Some(key)) => key,
+                Ok(None) => {
+                    idle();
+                    match self.shared.set.wait_one(true) {
+                        Ok(Some(key)) => key,
+                        Ok(None) => continue,
+                        Err(err) => {
+                            waiting_failed(&err);
+                            continue;
+                        }
+                    }
+                }
+                Err(err) => {
+                    waiting_failed(&err);
+                    continue;
+                }
+            };
+            if key >= sys::RESERVED {
+                continue;
+            }
+            // The event may be stale: the sweep or an eviction took the connection first,
+            // and then it is theirs (it may even be parked again under a new key).
+            let Some(parked) = take(&mut self.state(), key) else {
+                continue;
+            };
+            let Parked {
+                mut conn,
+                wait,
+                deadline,
+            } = parked;
+            match wait {
+                Wait::Request | Wait::Write => return Some(conn),
+                Wait::Drain => {
+                    if !conn::drain(&mut conn) {
+                        // Closed if the stop is over: nothing to log.
+                        let _ = self.park(conn, Wait::Drain, deadline);
+                    }
+                }
+            }
+        }
+    }
+
     /// Starts the shutdown. Idle keep-alive connections close after a last call of
     /// [`LAST_CALL`] (a request that arrives meanwhile is answered with `Connection: close`);
-    /// [`Parker::run`] returns once every connection counted in `open` is done (replies in
+    /// [`Parker::sweep`] returns once every connection counted in `open` is done (replies in
     /// flight at a worker or parked, new connections, heads in progress, lingering closes),
     /// or at `stop_by`, closing whatever is left. Returns how many idle connections got the
     /// last call.
@@ -220,116 +278,48 @@ impl Parker {
             }
         }
         drop(state);
-        let _ = self.shared.poller.notify();
+        self.shared.nudge.notify_all();
         idle
     }
 
-    /// The poller thread: waits for readiness and deadlines until [`Parker::stop`].
-    /// `submit` hands a connection back to the workers.
-    pub fn run(&self, submit: impl Fn(Conn)) {
-        let mut events = Events::new();
-        // Reused across wake-ups: a wake-up allocates nothing.
-        let mut readable = Vec::new();
+    /// The sweep thread: closes or hands back connections past their deadlines until the
+    /// stop is over.
+    pub fn sweep(&self) {
+        // Reused across sweeps: a sweep allocates nothing when nothing expires.
+        let mut late = Vec::new();
         let mut expired = Vec::new();
-        let mut next_sweep = Instant::now() + SWEEP;
+        let mut state = self.state();
         loop {
-            events.clear();
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
-            if let Err(err) = self.shared.poller.wait(&mut events, Some(timeout)) {
-                if err.kind() != io::ErrorKind::Interrupted {
-                    log::error!("poller: {err}");
-                    std::thread::sleep(SWEEP);
+            let pause = if state.stopping.is_some() {
+                STOP_CHECK
+            } else {
+                SWEEP
+            };
+            state = match self.shared.nudge.wait_timeout(state, pause) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            if self.stop_is_over(&mut state) {
+                return;
+            }
+            let now = Instant::now();
+            for (&key, parked) in state.parked.iter_mut() {
+                // A client that takes bytes the kernel had queued is reading.
+                if parked.wait == Wait::Write {
+                    if let Some(deadline) = parked.conn.sample_send_queue(now) {
+                        parked.deadline = deadline;
+                    }
                 }
+                if parked.deadline <= now {
+                    late.push(key);
+                }
+            }
+            expired.extend(late.drain(..).filter_map(|key| take(&mut state, key)));
+            if expired.is_empty() {
                 continue;
             }
-            let ready = {
-                let mut state = self.state();
-                if let Some(stopping) = &state.stopping {
-                    // A connection at a worker is in neither map, so the count decides.
-                    let done = state.parked.is_empty()
-                        && state.ready.is_empty()
-                        && stopping.open.load(Ordering::SeqCst) == 0;
-                    if done || Instant::now() >= stopping.by {
-                        if !done {
-                            log::warn!(
-                                "grace period over: closing {} waiting connections",
-                                state.parked.len() + state.ready.len()
-                            );
-                        }
-                        let mut cut_off = Vec::new();
-                        state.idle.clear();
-                        for (_, parked) in std::mem::take(&mut state.parked) {
-                            let Held(mut conn) = parked.conn.into_inner();
-                            if parked.wait == Wait::Write {
-                                conn.expire();
-                                cut_off.push(conn);
-                            }
-                        }
-                        for mut conn in std::mem::take(&mut state.ready) {
-                            if conn.is_writing() {
-                                conn.expire();
-                                cut_off.push(conn);
-                            }
-                        }
-                        state.closed = true;
-                        drop(state);
-                        // Replies cut off by the end of the grace period still get their
-                        // log line: a worker closes them.
-                        for conn in cut_off {
-                            submit(conn);
-                        }
-                        return;
-                    }
-                }
-                for event in events.iter() {
-                    if let Some(parked) = self.take(&mut state, event.key) {
-                        readable.push(parked);
-                    }
-                }
-                let now = Instant::now();
-                if now >= next_sweep {
-                    next_sweep = now + SWEEP;
-                    let late: Vec<usize> = state
-                        .parked
-                        .iter_mut()
-                        .filter_map(|(&key, parked)| {
-                            // A client that takes bytes the kernel had queued is reading.
-                            if parked.wait == Wait::Write {
-                                let conn = &mut parked.conn.get_mut().0;
-                                if let Some(deadline) = conn.sample_send_queue(now) {
-                                    parked.deadline = deadline;
-                                }
-                            }
-                            (parked.deadline <= now).then_some(key)
-                        })
-                        .collect();
-                    expired.extend(
-                        late.into_iter()
-                            .filter_map(|key| self.take(&mut state, key)),
-                    );
-                }
-                std::mem::take(&mut state.ready)
-            };
-            for conn in ready {
-                submit(conn);
-            }
-            for Unparked {
-                mut conn,
-                wait,
-                deadline,
-            } in readable.drain(..)
-            {
-                match wait {
-                    Wait::Request | Wait::Write => submit(conn),
-                    Wait::Drain => {
-                        if !conn::drain(&mut conn) {
-                            // Closed if the poller has stopped: nothing to log.
-                            let _ = self.park(conn, Wait::Drain, deadline);
-                        }
-                    }
-                }
-            }
-            for Unparked { mut conn, wait, .. } in expired.drain(..) {
+            drop(state);
+            for Parked { mut conn, wait, .. } in expired.drain(..) {
                 // An idle keep-alive connection just closes (as nginx does); half a head
                 // gets its 408 from a worker; a reply the client stopped taking is closed by
                 // a worker, which logs the bytes that went out.
@@ -340,25 +330,69 @@ impl Parker {
                 };
                 if handed_back {
                     conn.expire();
-                    submit(conn);
+                    // Closed if the stop is over (it is not: only this thread ends it).
+                    let _ = self.queue(conn);
                 }
             }
+            state = self.state();
         }
     }
 
-    /// Takes a connection out of the map and out of the epoll set.
-    fn take(&self, state: &mut State, key: usize) -> Option<Unparked> {
-        let parked = state.parked.remove(&key)?;
-        if parked.closable(false) {
-            state.idle.remove(&(parked.conn.0.idle_since(), key));
+    /// During a stop: whether it is over (every connection done, or the grace period
+    /// spent). If it is, whatever is still parked or queued is closed, except replies cut
+    /// off, which are queued for a worker to log; then workers are told to finish.
+    fn stop_is_over(&self, state: &mut State) -> bool {
+        let Some(stopping) = &state.stopping else {
+            return false;
+        };
+        let (_, queue) = &self.shared.queue;
+        // A connection at a worker is in neither the map nor the queue, so the count decides.
+        let done = state.parked.is_empty()
+            && queue.is_empty()
+            && stopping.open.load(Ordering::SeqCst) == 0;
+        if !done && Instant::now() < stopping.by {
+            return false;
         }
-        let Held(conn) = parked.conn.into_inner();
-        Some(Unparked {
-            conn,
-            wait: parked.wait,
-            deadline: parked.deadline,
-        })
+        let mut left: Vec<Conn> = std::mem::take(&mut state.parked)
+            .into_values()
+            .filter(|parked| parked.wait == Wait::Write)
+            .map(|parked| parked.conn)
+            .collect();
+        left.extend(queue.try_iter().filter(Conn::is_writing));
+        if !done {
+            log::warn!(
+                "grace period over: closing the waiting connections ({} replies cut off)",
+                left.len()
+            );
+        }
+        state.idle.clear();
+        // Replies cut off by the end of the grace period still get their log line: a
+        // worker closes them.
+        for mut conn in left {
+            conn.expire();
+            let _ = self.shared.queue.0.send(conn);
+        }
+        state.closed = true;
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.shared.set.stop();
+        true
     }
+}
+
+/// Takes a connection out of the map, and so into the caller's hands. It may still be armed:
+/// a late event for it finds nothing under its key.
+fn take(state: &mut State, key: u64) -> Option<Parked> {
+    let parked = state.parked.remove(&key)?;
+    if parked.closable(false) {
+        state.idle.remove(&(parked.conn.idle_since(), key));
+    }
+    Some(parked)
+}
+
+/// An `epoll_wait` that failed for another reason than a signal: logged, and paced.
+fn waiting_failed(err: &io::Error) {
+    log::error!("waiting for connections: {err}");
+    std::thread::sleep(Duration::from_millis(10));
 }
 
 #[cfg(test)]
@@ -413,10 +447,139 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(60);
         assert!(parker.park(conn, Wait::Request, later).is_ok());
         let key = *parker.state().parked.keys().next().unwrap();
-        let taken = parker.take(&mut parker.state(), key);
+        let taken = take(&mut parker.state(), key);
         assert!(taken.is_some());
         assert!(parker.state().idle.is_empty());
         assert!(!parker.evict_idle());
         drop(taken);
+    }
+
+    /// `workers` threads taking connections from the parker, each handled by `handle` (which
+    /// may park it again); they end when the parker's stop is over.
+    fn workers(
+        parker: &Parker,
+        workers: usize,
+        handle: impl Fn(&Parker, Conn) + Send + Sync + Clone + 'static,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        (0..workers)
+            .map(|_| {
+                let parker = parker.clone();
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    while let Some(conn) = parker.next(&mut || {}) {
+                        handle(&parker, conn);
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < give_up, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stop(parker: &Parker, open: &Arc<AtomicUsize>, threads: Vec<std::thread::JoinHandle<()>>) {
+        parker.stop(
+            Instant::now() + Duration::from_millis(300),
+            Arc::clone(open),
+        );
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn every_event_reaches_one_worker_and_re_armed_connections_keep_coming_back() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let parker = Parker::new().unwrap();
+        let sweep = {
+            let parker = parker.clone();
+            std::thread::spawn(move || parker.sweep())
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        let turns = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&turns);
+        let mut threads = workers(&parker, 4, move |parker, mut conn| {
+            // Read what came (one byte per round), then wait for the next round.
+            conn::drain(&mut conn);
+            counted.fetch_add(1, Ordering::SeqCst);
+            parker.park(conn, Wait::Request, later).unwrap();
+        });
+        const CONNS: usize = 64;
+        let mut clients = Vec::new();
+        for _ in 0..CONNS {
+            let (conn, client) = pair(&listener, &open);
+            parker.park(conn, Wait::Request, later).unwrap();
+            clients.push(client);
+        }
+        for round in 1..=5 {
+            for client in &mut clients {
+                client.write_all(b"x").unwrap();
+            }
+            // Exactly one turn per connection and round: no event lost, none served twice.
+            wait_for("every connection's turn", || {
+                turns.load(Ordering::SeqCst) >= CONNS * round
+            });
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(turns.load(Ordering::SeqCst), CONNS * round);
+        }
+        threads.push(sweep);
+        stop(&parker, &open, threads);
+        assert_eq!(open.load(Ordering::SeqCst), 0, "every connection closed");
+    }
+
+    #[test]
+    fn a_woken_worker_and_the_deadline_sweep_never_both_own_a_connection() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let parker = Parker::new().unwrap();
+        let sweep = {
+            let parker = parker.clone();
+            std::thread::spawn(move || parker.sweep())
+        };
+        // A worker that gets a connection says so to its client, then closes it; the sweep
+        // closes the ones whose deadline it saw first, without a word.
+        let mut threads = workers(&parker, 4, |_, conn| {
+            let _ = rustix::io::write(conn.fd(), b"S");
+        });
+        const CONNS: usize = 200;
+        let start = Instant::now() + Duration::from_millis(50);
+        let mut clients = Vec::new();
+        for i in 0..CONNS {
+            let (conn, client) = pair(&listener, &open);
+            // Deadlines spread over three sweeps; each client writes right at its deadline,
+            // so its event and the sweep race for it.
+            let deadline = start + Duration::from_millis(3 * i as u64);
+            parker.park(conn, Wait::Request, deadline).unwrap();
+            clients.push((client, deadline));
+        }
+        for (client, deadline) in &mut clients {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            let _ = client.write_all(b"x");
+        }
+        wait_for("every connection to close", || {
+            open.load(Ordering::SeqCst) == 0
+        });
+        let mut served = 0;
+        for (client, _) in &mut clients {
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut got = Vec::new();
+            // Closed by its one owner: a reset (closed with our byte unread) counts as closed.
+            let _ = client.read_to_end(&mut got);
+            assert!(got.len() <= 1, "served at most once: {got:?}");
+            served += got.len();
+        }
+        assert!(served <= CONNS);
+        threads.push(sweep);
+        stop(&parker, &open, threads);
     }
 }

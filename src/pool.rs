@@ -1,6 +1,7 @@
-//! A fixed pool of worker threads draining one bounded channel. Knows nothing of HTTP: a job
-//! is any `J`, handled with per-worker state `S`, which may be told when its worker is about
-//! to wait for work. A panicking job is caught and logged; the pool never shrinks.
+//! A fixed pool of worker threads, each taking its jobs from a shared [`Source`] (the epoll
+//! set they all wait on, in the server; a channel, in tests). Knows nothing of HTTP: a job is
+//! any `J`, handled with per-worker state `S`, which is told when its worker is about to wait
+//! for work. A panicking job is caught and logged; the pool never shrinks.
 //! May use: panics, crossbeam-channel, std.
 
 use std::io;
@@ -9,79 +10,92 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{unbounded, Receiver, TryRecvError};
 
 use crate::panics;
 
-/// The pool: the Rust Book's `ThreadPool`, with a bounded queue, per-worker state, caught
-/// panics and a shutdown with a deadline.
-pub struct Pool<J> {
-    sender: Option<Sender<J>>,
+/// Where workers take their jobs from.
+pub trait Source<J>: Send + Sync + 'static {
+    /// The next job: one ready at once, or else, after `idle()` (the worker is about to
+    /// sleep), the next to come. `None` when the pool is to stop.
+    fn next(&self, idle: &mut dyn FnMut()) -> Option<J>;
+}
+
+/// A channel as a source: what is queued, in order; `None` once every sender is gone and the
+/// queue is empty.
+impl<J: Send + 'static> Source<J> for Receiver<J> {
+    fn next(&self, idle: &mut dyn FnMut()) -> Option<J> {
+        match self.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => {
+                idle();
+                self.recv().ok()
+            }
+        }
+    }
+}
+
+/// The pool: the Rust Book's `ThreadPool`, with per-worker state, a shared source of jobs,
+/// caught panics and a shutdown with a deadline.
+pub struct Pool {
     workers: Vec<JoinHandle<()>>,
     exited: Receiver<()>,
 }
 
-/// A handle that queues jobs; held by whoever produces work (the accept loop, the poller).
-/// Workers stop once the pool and every submitter are gone.
-pub struct Submitter<J>(Sender<J>);
-
-impl<J> Clone for Submitter<J> {
-    fn clone(&self) -> Self {
-        Submitter(self.0.clone())
-    }
-}
-
-impl<J> Submitter<J> {
-    /// Queues `job`, waiting while the queue is full. Gives the job back if the pool is gone.
-    pub fn submit(&self, job: J) -> Result<(), J> {
-        self.0.send(job).map_err(|err| err.into_inner())
-    }
-}
-
-impl<J: Send + 'static> Pool<J> {
+impl Pool {
     /// [`Pool::with_idle`] with nothing to do when idle: for tests.
     #[cfg(test)]
-    pub fn new<S, I, H>(size: usize, queue: usize, init: I, handle: H) -> io::Result<Pool<J>>
+    pub fn new<J, S, I, H>(
+        size: usize,
+        source: impl Source<J>,
+        init: I,
+        handle: H,
+    ) -> io::Result<Pool>
     where
+        J: 'static,
         I: Fn() -> S + Send + Sync + 'static,
         H: Fn(&mut S, J) + Send + Sync + 'static,
     {
-        Pool::with_idle(size, queue, init, handle, |_: &mut S| {})
+        Pool::with_idle(size, source, init, handle, |_: &mut S| {})
     }
 
-    /// Starts `size` workers sharing a queue of `queue` jobs. Each worker builds its own state
-    /// with `init` (again after a panic), runs `handle` for every job it takes, and runs
-    /// `idle` on its state whenever it finds the queue empty, just before it waits for the next job (and once before it stops, by dropping
-    /// the state): the moment to put out what the state has gathered.
-    pub fn with_idle<S, I, H, W>(
+    /// Starts `size` workers taking jobs from `source`. Each worker builds its own state with
+    /// `init` (again after a panic), runs `handle` for every job it takes, and runs `idle` on
+    /// its state whenever it is about to sleep for want of work (and once before it stops,
+    /// by dropping the state): the moment to put out what the state has gathered.
+    pub fn with_idle<J, S, I, H, W>(
         size: usize,
-        queue: usize,
+        source: impl Source<J>,
         init: I,
         handle: H,
         idle: W,
-    ) -> io::Result<Pool<J>>
+    ) -> io::Result<Pool>
     where
+        J: 'static,
         I: Fn() -> S + Send + Sync + 'static,
         H: Fn(&mut S, J) + Send + Sync + 'static,
         W: Fn(&mut S) + Send + Sync + 'static,
     {
         assert!(size > 0, "a pool needs at least one worker");
-        let (sender, receiver) = bounded::<J>(queue);
         let (exit_tx, exited) = unbounded();
-        let shared = Arc::new((init, handle, idle));
+        let shared = Arc::new((source, init, handle, idle));
         let mut workers = Vec::with_capacity(size);
         for id in 0..size {
-            let receiver = receiver.clone();
             let shared = Arc::clone(&shared);
             let exit_tx = exit_tx.clone();
             let worker = thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || {
-                    let (init, handle, idle) = &*shared;
+                    let (source, init, handle, idle) = &*shared;
                     let mut state = init();
-                    while let Some(job) = next_job(&receiver, || {
-                        guarded(id, "going idle", &mut state, init, |state| idle(state));
-                    }) {
+                    loop {
+                        let mut go_idle = || {
+                            guarded(id, "going idle", &mut state, init, |state| idle(state));
+                        };
+                        let Some(job) = source.next(&mut go_idle) else {
+                            break;
+                        };
                         guarded(id, "job", &mut state, init, |state| handle(state, job));
                     }
                     // The state goes (and puts out what it holds) before the pool hears that
@@ -91,23 +105,12 @@ impl<J: Send + 'static> Pool<J> {
                 })?;
             workers.push(worker);
         }
-        Ok(Pool {
-            sender: Some(sender),
-            workers,
-            exited,
-        })
+        Ok(Pool { workers, exited })
     }
 
-    /// A handle for producers on other threads.
-    pub fn submitter(&self) -> Option<Submitter<J>> {
-        self.sender.clone().map(Submitter)
-    }
-
-    /// Stops taking jobs, lets the workers finish what is queued, and waits for them until
-    /// `grace` has passed. Returns whether they all finished; stragglers are left to the
-    /// process exit. Every `Submitter` must be dropped first, or the workers keep waiting.
+    /// Waits for the workers to end (their source has said stop) until `grace` has passed.
+    /// Returns whether they all ended; stragglers are left to the process exit.
     pub fn shutdown(mut self, grace: Duration) -> bool {
-        self.sender = None;
         let deadline = Instant::now() + grace;
         let all = (0..self.workers.len()).all(|_| self.exited.recv_deadline(deadline).is_ok());
         if all {
@@ -119,19 +122,6 @@ impl<J: Send + 'static> Pool<J> {
             self.workers.clear();
         }
         all
-    }
-}
-
-/// The next job: one already queued, or, when none is, `idle()` first and then a wait for
-/// one. `None` once the queue is closed and empty.
-fn next_job<J>(receiver: &Receiver<J>, idle: impl FnOnce()) -> Option<J> {
-    match receiver.try_recv() {
-        Ok(job) => Some(job),
-        Err(TryRecvError::Disconnected) => None,
-        Err(TryRecvError::Empty) => {
-            idle();
-            receiver.recv().ok()
-        }
     }
 }
 
@@ -150,9 +140,8 @@ fn guarded<S>(
     }
 }
 
-impl<J> Drop for Pool<J> {
+impl Drop for Pool {
     fn drop(&mut self) {
-        self.sender = None;
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
@@ -162,6 +151,7 @@ impl<J> Drop for Pool<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossbeam_channel::{bounded, Sender};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
 
@@ -170,9 +160,10 @@ mod tests {
         let count = Arc::new(AtomicUsize::new(0));
         {
             let counted = Arc::clone(&count);
+            let (jobs, queue) = bounded(8);
             let pool = Pool::new(
                 4,
-                8,
+                queue,
                 || (),
                 move |_: &mut (), n: usize| {
                     counted.fetch_add(n, Ordering::SeqCst);
@@ -181,8 +172,9 @@ mod tests {
             .unwrap();
             assert_eq!(pool.workers.len(), 4);
             for _ in 0..1000 {
-                pool.submitter().unwrap().submit(1).unwrap();
+                jobs.send(1).unwrap();
             }
+            drop(jobs);
         } // Drop joins: every queued job has run when it returns.
         assert_eq!(count.load(Ordering::SeqCst), 1000);
     }
@@ -192,9 +184,10 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
         // One worker: if the panic killed it, the later jobs would never run.
+        let (jobs, queue) = bounded(4);
         let pool = Pool::new(
             1,
-            4,
+            queue,
             || 0usize,
             move |handled: &mut usize, job: i32| {
                 if job < 0 {
@@ -206,8 +199,9 @@ mod tests {
         )
         .unwrap();
         for job in [1, -1, 2, -2, 3] {
-            pool.submitter().unwrap().submit(job).unwrap();
+            jobs.send(job).unwrap();
         }
+        drop(jobs);
         assert!(pool.shutdown(Duration::from_secs(10)));
         // The state is rebuilt after each panic, so the counter restarts.
         assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 1), (3, 1)]);
@@ -217,9 +211,10 @@ mod tests {
     fn shutdown_gives_up_after_the_grace_period() {
         let (release_tx, release_rx) = bounded::<()>(0);
         let (started_tx, started_rx) = bounded::<()>(1);
+        let (jobs, queue) = bounded(1);
         let pool = Pool::new(
             1,
-            1,
+            queue,
             || (),
             move |_: &mut (), _: ()| {
                 let _ = started_tx.send(());
@@ -227,7 +222,8 @@ mod tests {
             },
         )
         .unwrap();
-        pool.submitter().unwrap().submit(()).unwrap();
+        jobs.send(()).unwrap();
+        drop(jobs);
         started_rx.recv().unwrap();
         let begun = Instant::now();
         assert!(!pool.shutdown(Duration::from_millis(200)));
@@ -246,9 +242,10 @@ mod tests {
         }
         let (out_tx, out_rx) = unbounded();
         let (release_tx, release_rx) = bounded::<()>(0);
+        let (submitter, queue): (Sender<u32>, _) = bounded(8);
         let pool = Pool::with_idle(
             1,
-            8,
+            queue,
             move || Gathered(Vec::new(), out_tx.clone()),
             move |state: &mut Gathered, job: u32| {
                 if job == 0 {
@@ -268,17 +265,16 @@ mod tests {
                 .expect("the worker reports")
         };
         assert_eq!(next(), Vec::<u32>::new(), "idle before the first wait");
-        let submitter = pool.submitter().unwrap();
         for job in [0, 1, 2, 3] {
-            submitter.submit(job).unwrap();
+            submitter.send(job).unwrap();
         }
         release_tx.send(()).unwrap();
         // Jobs already queued are taken without going idle in between.
         assert_eq!(next(), vec![0, 1, 2, 3]);
-        submitter.submit(4).unwrap();
+        submitter.send(4).unwrap();
         // Nothing more comes: the worker goes idle (and reports) without another job.
         assert_eq!(next(), vec![4]);
-        submitter.submit(5).unwrap();
+        submitter.send(5).unwrap();
         drop(submitter);
         assert!(pool.shutdown(Duration::from_secs(10)));
         let mut rest: Vec<u32> = out_rx.try_iter().flatten().collect();
@@ -291,22 +287,22 @@ mod tests {
     }
 
     #[test]
-    fn submitters_keep_the_pool_fed() {
+    fn producers_on_other_threads_keep_the_pool_fed() {
         let count = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&count);
+        let (submitter, queue) = bounded(2);
         let pool = Pool::new(
             2,
-            2,
+            queue,
             || (),
             move |_: &mut (), _: ()| {
                 counted.fetch_add(1, Ordering::SeqCst);
             },
         )
         .unwrap();
-        let submitter = pool.submitter().unwrap();
         let producer = thread::spawn(move || {
             for _ in 0..100 {
-                submitter.submit(()).unwrap();
+                submitter.send(()).unwrap();
             }
         });
         producer.join().unwrap();

@@ -1,4 +1,4 @@
-//! Wiring: binds, starts the worker pool, the poller thread and the accept loop, and shuts
+//! Wiring: binds, starts the worker pool, the sweep thread and the accept loop, and shuts
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
 //! flight finish, each worker writes out its log lines); turns SIGINT/SIGTERM into that
 //! shutdown, and SIGUSR1/SIGHUP into reopening the access log.
@@ -14,15 +14,13 @@ use std::time::{Duration, Instant};
 use crate::accept::{self, Acceptor, Stop};
 use crate::accesslog::AccessLog;
 use crate::config::{Config, LogFormat, LogTo};
-use crate::conn::{self, Context, Next, Scratch};
+use crate::conn::{self, Conn, Context, Next, Scratch};
 use crate::filecache;
 use crate::listen;
 use crate::poller::{Parker, Wait};
-use crate::pool::Pool;
+use crate::pool::{Pool, Source};
 use crate::sys;
 
-/// Jobs (ready connections) that may wait for a worker before the producers wait.
-const QUEUE: usize = 4096;
 /// How long a lingering close waits for the client to finish.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -132,11 +130,12 @@ impl Server {
         let worker_parker = parker.clone();
         let worker_ctx = Arc::clone(&ctx);
         let init_ctx = Arc::clone(&ctx);
-        // Each worker gathers its access-log lines in its own `Scratch` and writes them out
-        // before it waits for work (and when it stops, as the `Scratch` drops).
+        // Idle workers wait on the parker's epoll set themselves (leader/followers). Each
+        // gathers its access-log lines in its own `Scratch` and writes them out before it
+        // sleeps (and when it stops, as the `Scratch` drops).
         let pool = Pool::with_idle(
             config.workers,
-            QUEUE,
+            parker.clone(),
             move || Scratch::new(&init_ctx.log),
             move |scratch, conn| {
                 let handed_over = match conn::serve(conn, &worker_ctx, scratch) {
@@ -148,14 +147,14 @@ impl Server {
                         let deadline = conn.deadline(&deadlines);
                         worker_parker.park(conn, Wait::Write, deadline)
                     }
-                    Next::Yield(conn) => worker_parker.requeue(conn),
+                    Next::Yield(conn) => worker_parker.queue(conn),
                     Next::Linger(conn) => {
                         worker_parker.park(conn, Wait::Drain, Instant::now() + LINGER)
                     }
                     Next::Close => Ok(()),
                 };
-                // The poller has stopped (the grace period is over): the connection closes
-                // here, and a reply it cuts off still gets its log line.
+                // The stop is over (the grace period is spent): the connection closes here,
+                // and a reply it cuts off still gets its log line.
                 if let Err(conn) = handed_over {
                     conn::abandon(conn, scratch);
                 }
@@ -163,17 +162,10 @@ impl Server {
             Scratch::flush_log,
         )?;
 
-        let (Some(to_workers), Some(from_poller)) = (pool.submitter(), pool.submitter()) else {
-            return Err(io::Error::other("worker pool closed at start"));
-        };
-        let poller_parker = parker.clone();
-        let poller_thread = thread::Builder::new()
-            .name("poller".into())
-            .spawn(move || {
-                poller_parker.run(|conn| {
-                    let _ = from_poller.submit(conn);
-                })
-            })?;
+        let sweep_parker = parker.clone();
+        let sweep_thread = thread::Builder::new()
+            .name("sweep".into())
+            .spawn(move || sweep_parker.sweep())?;
 
         let fd_limit = sys::raise_open_file_limit();
         // The file cache's open files (at most a quarter of the limit) and its inotify
@@ -194,13 +186,11 @@ impl Server {
             fd_budget,
             Arc::clone(&open),
             &parker,
-            &to_workers,
             &ctx,
         );
         let result = acceptor.run(&stop);
         drop(acceptor);
         drop(listeners);
-        drop(to_workers);
 
         // Shutdown, in data-flow order: nothing new comes in (the accept loop's log lines were
         // written as it dropped), idle connections close, in-flight requests finish (bounded
@@ -208,8 +198,8 @@ impl Server {
         let stop_by = Instant::now() + config.grace;
         let idle = parker.stop(stop_by, open);
         log::info!("shutting down: {idle} idle connections get a last call, then close");
-        let _ = poller_thread.join();
-        // At the end of the grace period the poller hands the replies it cut off to the
+        let _ = sweep_thread.join();
+        // At the end of the grace period the sweep hands the replies it cut off to the
         // workers, which reset them and log them: never-blocking work that still needs a
         // moment after the deadline, or their lines would be lost with the process.
         let wind_down = stop_by
@@ -222,6 +212,13 @@ impl Server {
             );
         }
         result
+    }
+}
+
+/// The workers take their connections from the parker's epoll set and queue.
+impl Source<Conn> for Parker {
+    fn next(&self, idle: &mut dyn FnMut()) -> Option<Conn> {
+        Parker::next(self, idle)
     }
 }
 

@@ -3,7 +3,7 @@
 //! strings, turns -1 into `io::Error`, and says in a `// SAFETY:` comment why its call is
 //! sound. Epoll registration is here too: `polling`'s `Poller::add` is `unsafe` because a
 //! source must leave the set before it closes, and [`Registered`] is the guard that makes
-//! that so on every path. May use: libc, polling, std.
+//! that so on every path. May use: libc, polling, rustix, std.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::CStr;
@@ -17,7 +17,7 @@ mod epoll;
 mod inotify;
 mod process;
 
-pub use epoll::Registered;
+pub use epoll::{Registered, Set, RESERVED};
 pub use inotify::{inotify_add_watch, inotify_drain, inotify_init, inotify_rm_watch, InotifyEvent};
 pub use process::{cpus_configured, raise_open_file_limit};
 

@@ -1,23 +1,114 @@
-//! Epoll registration that cannot outlive its source: the guard for `polling`'s `unsafe`
-//! `Poller::add`.
-//! May use: polling, std.
+//! Epoll: the registration guard for `polling`'s `unsafe` `Poller::add` (the accept loop's
+//! listeners), and [`Set`], the one set every worker waits on (leader/followers), over
+//! `rustix`'s safe epoll and eventfd calls.
+//! May use: polling, rustix, std.
 
 use std::io;
-use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
+
+/// The key of [`Set::wake_one`]'s eventfd.
+pub const WAKE: u64 = u64::MAX;
+/// The key of [`Set::stop`]'s eventfd.
+pub const STOP: u64 = u64::MAX - 1;
+/// The first key that is not a connection's: keys below it are the caller's.
+pub const RESERVED: u64 = STOP;
+
+/// One epoll set that many threads wait on at once, one event each (leader/followers).
+/// Connections are registered one-shot (`EPOLLONESHOT`): an event disarms its connection, so
+/// exactly one waiter gets it, and the owner re-arms it ([`Set::arm`]) when it parks it
+/// again. A connection leaves the set when its socket closes (the kernel drops the
+/// registration with the last descriptor of the socket; none is ever duplicated here), so
+/// no registration outlives its source and a key never names a closed socket's successor.
+/// Two eventfds sit in the set too: one edge-triggered, each write of which wakes one
+/// waiter (work was queued outside the set), and one level-triggered that, once written,
+/// wakes every waiter for good (the set is closing).
+pub struct Set {
+    epoll: OwnedFd,
+    wake: OwnedFd,
+    stop: OwnedFd,
+}
+
+impl Set {
+    pub fn new() -> io::Result<Set> {
+        let epoll = epoll::create(CreateFlags::CLOEXEC)?;
+        let flags = EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK;
+        let wake = eventfd(0, flags)?;
+        let stop = eventfd(0, flags)?;
+        epoll::add(
+            &epoll,
+            &wake,
+            EventData::new_u64(WAKE),
+            EventFlags::IN | EventFlags::ET,
+        )?;
+        epoll::add(&epoll, &stop, EventData::new_u64(STOP), EventFlags::IN)?;
+        Ok(Set { epoll, wake, stop })
+    }
+
+    /// Arms `fd` for one event under `key` (below [`RESERVED`]): writable if `write`, else
+    /// readable (or hung up). `first` adds it to the set; later parks only modify it.
+    pub fn arm(&self, fd: BorrowedFd<'_>, key: u64, write: bool, first: bool) -> io::Result<()> {
+        debug_assert!(key < RESERVED);
+        let interest = if write {
+            EventFlags::OUT
+        } else {
+            EventFlags::IN | EventFlags::RDHUP
+        };
+        let flags = interest | EventFlags::ONESHOT;
+        let data = EventData::new_u64(key);
+        if first {
+            epoll::add(&self.epoll, fd, data, flags)?;
+        } else {
+            epoll::modify(&self.epoll, fd, data, flags)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for one event and returns its key: at once (`None` if nothing is ready) unless
+    /// `block`, in which case until one comes. An interrupted wait returns `None` too.
+    pub fn wait_one(&self, block: bool) -> io::Result<Option<u64>> {
+        let mut events = [Event {
+            flags: EventFlags::empty(),
+            data: EventData::new_u64(0),
+        }];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let timeout = if block { None } else { Some(&now) };
+        match epoll::wait(&self.epoll, &mut events, timeout) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(events[0].data.u64())),
+            Err(rustix::io::Errno::INTR) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Wakes one waiter (it gets the key [`WAKE`]).
+    pub fn wake_one(&self) {
+        let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
+    }
+
+    /// Wakes every waiter, now and from now on (they get the key [`STOP`]).
+    pub fn stop(&self) {
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
+    }
+}
 
 /// A source registered in a [`polling::Poller`], which this guard keeps registered no longer
 /// than the source is open. It owns the source (or, for a `&TcpListener`, a borrow the
-/// borrow checker keeps from outliving the listener) and lets go of it only after deleting
-/// it from the set: in [`Registered::into_inner`], or when dropped, so an early return, a
-/// `?` or a panic cannot leave a registration behind a closed descriptor. That is the
-/// contract `Poller::add` is `unsafe` for (I/O safety): the poller must not be left acting
-/// on a descriptor number after its owner has closed it, once that number may be reused by
-/// the next `accept` for someone else.
+/// borrow checker keeps from outliving the listener) and deletes it from the set when
+/// dropped, before the source itself drops, so an early return, a `?` or a panic cannot leave
+/// a registration behind a closed descriptor. That is the contract `Poller::add` is `unsafe`
+/// for (I/O safety): the poller must not be left acting on a descriptor number after its
+/// owner has closed it, once that number may be reused by the next `accept` for someone else.
 pub struct Registered<S: AsFd, P: Deref<Target = polling::Poller>> {
-    /// Both taken out exactly once: by `into_inner` or by `drop`.
-    inner: ManuallyDrop<(P, S)>,
+    poller: P,
+    /// Never handed out mutably or moved out: it lives exactly as long as the registration.
+    source: S,
 }
 
 impl<S: AsFd, P: Deref<Target = polling::Poller>> Registered<S, P> {
@@ -25,39 +116,19 @@ impl<S: AsFd, P: Deref<Target = polling::Poller>> Registered<S, P> {
     /// the source is handed back with the error.
     pub fn add(poller: P, source: S, interest: polling::Event) -> Result<Self, (io::Error, S)> {
         // SAFETY: the source moves into the guard returned below, which deletes it from this
-        // poller before giving it up (`into_inner`, `Drop`); on failure nothing was added.
-        // `get_mut` cannot close it early unless a caller replaces the whole source, which
-        // its doc forbids; even then the delete uses the descriptor of the source in hand,
-        // never a stale number.
+        // poller in `Drop`, before the source drops; nothing gives the source out mutably or
+        // by value, so it cannot be closed or replaced while registered. On failure nothing
+        // was added.
         let added = unsafe { poller.add(source.as_fd().as_raw_fd(), interest) };
         match added {
-            Ok(()) => Ok(Registered {
-                inner: ManuallyDrop::new((poller, source)),
-            }),
+            Ok(()) => Ok(Registered { poller, source }),
             Err(err) => Err((err, source)),
         }
     }
 
     /// Arms a one-shot registration again, with `interest`.
     pub fn rearm(&self, interest: polling::Event) -> io::Result<()> {
-        let (poller, source) = &*self.inner;
-        poller.modify(source.as_fd(), interest)
-    }
-
-    /// The source, for methods that change its state. Do not replace it (`mem::swap`,
-    /// assignment): the old one would close while registered.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner.1
-    }
-
-    /// Deletes the registration, then gives the source back.
-    pub fn into_inner(self) -> S {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped (ManuallyDrop), so `Drop::drop` will not take
-        // `inner` a second time; this is the only take on this path.
-        let (poller, source) = unsafe { ManuallyDrop::take(&mut this.inner) };
-        let _ = poller.delete(source.as_fd());
-        source
+        self.poller.modify(self.source.as_fd(), interest)
     }
 }
 
@@ -65,23 +136,51 @@ impl<S: AsFd, P: Deref<Target = polling::Poller>> Deref for Registered<S, P> {
     type Target = S;
 
     fn deref(&self) -> &S {
-        &self.inner.1
+        &self.source
     }
 }
 
 impl<S: AsFd, P: Deref<Target = polling::Poller>> Drop for Registered<S, P> {
     fn drop(&mut self) {
-        // SAFETY: drop runs once, and `into_inner` (the only other take) never lets a value
-        // it took from reach here; `inner` is not used after this.
-        let (poller, source) = unsafe { ManuallyDrop::take(&mut self.inner) };
-        // Deleted before `source` drops (and closes) at the end of this scope.
-        let _ = poller.delete(source.as_fd());
+        // Deleted before `source` drops (and closes), right after this.
+        let _ = self.poller.delete(self.source.as_fd());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_shot_event_goes_to_one_waiter_and_needs_rearming() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let set = Set::new().unwrap();
+        set.arm(server.as_fd(), 7, false, true).unwrap();
+        assert_eq!(set.wait_one(false).unwrap(), None, "nothing to read yet");
+        client.write_all(b"x").unwrap();
+        assert_eq!(set.wait_one(true).unwrap(), Some(7));
+        assert_eq!(set.wait_one(false).unwrap(), None, "disarmed by its event");
+        set.arm(server.as_fd(), 8, false, false).unwrap();
+        assert_eq!(
+            set.wait_one(false).unwrap(),
+            Some(8),
+            "re-armed, under its new key"
+        );
+        set.arm(server.as_fd(), 9, true, false).unwrap();
+        assert_eq!(set.wait_one(false).unwrap(), Some(9), "writable");
+        set.wake_one();
+        assert_eq!(set.wait_one(false).unwrap(), Some(WAKE));
+        assert_eq!(set.wait_one(false).unwrap(), None, "a wake is one event");
+        set.stop();
+        assert_eq!(set.wait_one(false).unwrap(), Some(STOP));
+        assert_eq!(set.wait_one(false).unwrap(), Some(STOP), "a stop stays");
+        drop(server);
+        set.wake_one();
+        assert!(matches!(set.wait_one(false).unwrap(), Some(WAKE | STOP)));
+    }
 
     #[test]
     fn a_registration_ends_with_its_guard_on_every_path() {
@@ -94,11 +193,8 @@ mod tests {
         let (err, again) = Registered::add(&poller, &listener, event).err().unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
         drop(guard);
-        // Dropping the guard deleted the registration, so adding it again works; so does
-        // `into_inner`.
+        // Dropping the guard deleted the registration, so adding it again works.
         let guard = Registered::add(&poller, again, event).unwrap();
-        let back = guard.into_inner();
-        let guard = Registered::add(&poller, back, event).unwrap();
         // An early return (a `?`) drops the guard too.
         let early = |guard: Registered<_, _>| -> io::Result<()> {
             let _guard = guard;
