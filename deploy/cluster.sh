@@ -49,9 +49,12 @@ check_range N "$N" 1 "$MAX_INSTANCES" # deploy/haproxy.cfg has 8 server slots
 check_range FRONT_PORT "$FRONT_PORT" 1 65535
 check_range BASE_PORT "$BASE_PORT" 0 $((65536 - N))
 check_range WORKERS "$WORKERS" 1 1024
+# As plain decimal numbers from here on (a leading 0 would read as octal in $((...))).
+N=$((10#$N)) FRONT_PORT=$((10#$FRONT_PORT)) BASE_PORT=$((10#$BASE_PORT)) WORKERS=$((10#$WORKERS))
 [[ -d $ROOT ]] || die "ROOT=$ROOT: not a directory"
 if [[ -n ${STATS_PORT:-} ]]; then
   check_range STATS_PORT "$STATS_PORT" 1 65535
+  STATS_PORT=$((10#$STATS_PORT))
 fi
 
 # Debian installs haproxy in /usr/sbin, which a normal user's PATH may lack.
