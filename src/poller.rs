@@ -2,7 +2,7 @@
 //! one epoll set. A connection waiting to read goes back to the pool when readable, one with
 //! an unfinished reply when writable; one past its deadline is closed (or handed back for a
 //! 408, or for its cut-off reply to be logged); a lingering close is drained here.
-//! May use: polling, conn, sys (epoll registration).
+//! May use: polling, conn, sys (epoll registration), metrics (gauges of parked connections).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use polling::{Event, Events, Poller};
 
 use crate::conn::{self, Conn};
+use crate::metrics::{self, Metrics};
 use crate::sys::Registered;
 
 /// How often deadlines are checked: timeouts are whole seconds, so this is precise enough,
@@ -41,6 +42,8 @@ struct Shared {
     /// Shared with every registration, which deletes itself from it (see [`Registered`]).
     poller: Arc<Poller>,
     state: Mutex<State>,
+    /// The status page's counters (`--status`), for the parked gauges.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Default)]
@@ -108,13 +111,28 @@ struct Unparked {
 }
 
 impl Parker {
-    pub fn new() -> io::Result<Parker> {
+    /// A parker that keeps `metrics`' parked gauges (`--status`) if given.
+    pub fn new(metrics: Option<Arc<Metrics>>) -> io::Result<Parker> {
         Ok(Parker {
             shared: Arc::new(Shared {
                 poller: Arc::new(Poller::new()?),
                 state: Mutex::new(State::default()),
+                metrics,
             }),
         })
+    }
+
+    /// STATUS TOUCH POINT: the status page's gauges (`--status`): a connection parked (`1`)
+    /// or taken out (`-1`). Lingering closes are not counted.
+    fn count(&self, wait: Wait, delta: i64) {
+        let why = match wait {
+            Wait::Request => metrics::Parked::Read,
+            Wait::Write => metrics::Parked::Write,
+            Wait::Drain => return,
+        };
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.parked(why, delta);
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -157,6 +175,7 @@ impl Parker {
                 if idle {
                     state.idle.insert((idle_since, key));
                 }
+                self.count(wait, 1); // STATUS TOUCH POINT
                 state.parked.insert(
                     key,
                     Parked {
@@ -259,6 +278,7 @@ impl Parker {
                         let mut cut_off = Vec::new();
                         state.idle.clear();
                         for (_, parked) in std::mem::take(&mut state.parked) {
+                            self.count(parked.wait, -1); // STATUS TOUCH POINT
                             let Held(mut conn) = parked.conn.into_inner();
                             if parked.wait == Wait::Write {
                                 conn.expire();
@@ -349,6 +369,7 @@ impl Parker {
     /// Takes a connection out of the map and out of the epoll set.
     fn take(&self, state: &mut State, key: usize) -> Option<Unparked> {
         let parked = state.parked.remove(&key)?;
+        self.count(parked.wait, -1); // STATUS TOUCH POINT
         if parked.closable(false) {
             state.idle.remove(&(parked.conn.0.idle_since(), key));
         }
@@ -385,7 +406,7 @@ mod tests {
     fn eviction_closes_the_connection_idle_longest_not_the_one_parked_first() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let (older, mut older_client) = pair(&listener, &open);
         std::thread::sleep(Duration::from_millis(2));
         let (newer, mut newer_client) = pair(&listener, &open);
@@ -408,7 +429,7 @@ mod tests {
     fn a_connection_that_left_is_no_longer_a_candidate() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let (conn, _client) = pair(&listener, &open);
         let later = Instant::now() + Duration::from_secs(60);
         assert!(parker.park(conn, Wait::Request, later).is_ok());

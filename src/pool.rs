@@ -17,6 +17,8 @@ use crate::panics;
 /// panics and a shutdown with a deadline.
 pub struct Pool<J> {
     sender: Option<Sender<J>>,
+    /// STATUS TOUCH POINT: the queue, only to tell its length (`--status`).
+    queue: Receiver<J>,
     workers: Vec<JoinHandle<()>>,
     exited: Receiver<()>,
 }
@@ -92,10 +94,18 @@ impl<J: Send + 'static> Pool<J> {
             workers.push(worker);
         }
         Ok(Pool {
+            queue: receiver,
             sender: Some(sender),
             workers,
             exited,
         })
+    }
+
+    /// STATUS TOUCH POINT: how to read the number of jobs queued and not yet taken (a
+    /// receiver's view, which never keeps the workers from stopping).
+    pub fn queue_len(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let queue = self.queue.clone();
+        move || queue.len()
     }
 
     /// A handle for producers on other threads.

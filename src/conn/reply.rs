@@ -27,6 +27,12 @@ pub(super) fn answer(
     input: &[u8],
     head_len: usize,
 ) -> (Outgoing, usize) {
+    let started = rec.started();
+    rec.answering(&[
+        request.method.as_str().as_bytes(),
+        b" ",
+        request.target.as_bytes(),
+    ]);
     let clock = &mut rec.clock;
     // A body we are not going to use is skipped if it is already here; otherwise we answer
     // and close, so it can never be read as the next request (RFC 9112 §9.3).
@@ -47,7 +53,8 @@ pub(super) fn answer(
     // anywhere in making the reply (the handler, the head's encoding, reading a small body)
     // becomes a 500 and the connection closes (its state may be inconsistent).
     let prepared = panic::catch_unwind(AssertUnwindSafe(|| {
-        let (response, keep_alive) = match handler::respond(&request, &ctx.site) {
+        let (response, keep_alive) = match handler::respond_to(&request, &ctx.site, Some(peer.ip()))
+        {
             Ok(response) => (response, wants_keep_alive),
             Err(err) => {
                 log::debug!(
@@ -87,6 +94,7 @@ pub(super) fn answer(
             fault_reply(ctx, head_only, clock)
         }
     };
+    out.set_started(started);
     // Unread input (a body, or requests pipelined after `Connection: close`) would make our
     // close a reset that can destroy the reply in flight.
     if out.after == After::Close && (body_unread || input.len() > used) {
@@ -128,6 +136,7 @@ pub(super) fn error_reply(
 ) -> Outgoing {
     let response = ctx.site.pages.render(err);
     let mut out = Outgoing::new(response, false, false, rec.clock.now(), output);
+    out.set_started(rec.started());
     out.after = After::Linger;
     out.log_as(&mut rec.text, &[request_line], None, None);
     out
