@@ -392,7 +392,8 @@ ab_docroot() {
 
 # ab_cpu OUT BIN [HTTPD ARGS...]: starts BIN -r $root -w 8 on a free loopback port with the
 # given arguments, warms it up (ab -k -c 50 -n 2000), then measures `ab -k -c 50 -n $N` of
-# /index.html (output to OUT) and stops the server. Sets, for that run: $rps, $ticks
+# /index.html (output to OUT) and stops the server. If the array AB_SIDE is set, the command
+# `${AB_SIDE[@]} PORT` runs in the background during the measured run (status.sh's scraper). Sets, for that run: $rps, $ticks
 # (utime+stime), $us (CPU µs per request), $uus (user-mode µs per request) and $writes
 # (write-family system calls, /proc/PID/io syscw; a 1 KiB reply leaves by send(2), which it
 # does not count). Appends what the server was and its counters to OUT.
@@ -404,7 +405,10 @@ ab_cpu() {
   hz=$(getconf CLK_TCK)
   t0=$(cpu_ticks "$server_pid"); u0=$(awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$server_pid/stat")
   w0=$(awk '/^syscw/ { print $2 }' "/proc/$server_pid/io")
+  local side=
+  if [ -n "${AB_SIDE+x}" ]; then start_bg "$out.side" - "${AB_SIDE[@]}" "$port"; side=$started; fi
   "${AB[@]}" -k -c 50 -n "$N" "http://127.0.0.1:$port/index.html" > "$out" 2>&1
+  if [ -n "$side" ]; then stop_pid "$side" || true; fi
   t1=$(cpu_ticks "$server_pid"); u1=$(awk '{ sub(/^.*\) /, ""); print $12 }' "/proc/$server_pid/stat")
   w1=$(awk '/^syscw/ { print $2 }' "/proc/$server_pid/io")
   stop_server

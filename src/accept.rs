@@ -133,7 +133,7 @@ impl<'a> Acceptor<'a> {
             dispatch: config.dispatch,
             parker,
             ctx,
-            scratch: Scratch::new(&ctx.log),
+            scratch: Scratch::for_acceptor(ctx),
         }
     }
 
@@ -263,6 +263,9 @@ impl<'a> Acceptor<'a> {
     /// Counts a newcomer answered 503, and says so in the log at most every
     /// [`REFUSAL_LOG_EVERY`], so an overload or an attack cannot flood the log.
     fn note_refusal(&mut self, why: std::fmt::Arguments<'_>) {
+        if let Some(metrics) = &self.ctx.metrics {
+            metrics.refused();
+        }
         self.refusals += 1;
         let now = Instant::now();
         if self
@@ -282,7 +285,7 @@ impl<'a> Acceptor<'a> {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
         let open = self.open.load(Ordering::SeqCst);
         let files = self.ctx.parked_files.load(Ordering::SeqCst);
-        let room = (open < self.limit && open + files < self.fd_budget) || self.parker.evict_idle();
+        let room = (open < self.limit && open + files < self.fd_budget) || self.evict_idle();
         if !room {
             let limit = self.limit;
             if open >= limit {
@@ -305,6 +308,9 @@ impl<'a> Acceptor<'a> {
             }
             return;
         }
+        if let Some(metrics) = &self.ctx.metrics {
+            metrics.accepted();
+        }
         let conn = Conn::new(stream, peer, Slot::take(&self.open));
         match self.dispatch {
             Dispatch::Direct | Dispatch::Defer => {
@@ -317,6 +323,17 @@ impl<'a> Acceptor<'a> {
                 let _ = self.parker.park(conn, Wait::Request, deadline);
             }
         }
+    }
+}
+
+impl Acceptor<'_> {
+    /// Closes the connection idle the longest, if there is one (and counts it).
+    fn evict_idle(&self) -> bool {
+        let evicted = self.parker.evict_idle();
+        if let (true, Some(metrics)) = (evicted, &self.ctx.metrics) {
+            metrics.evicted();
+        }
+        evicted
     }
 }
 

@@ -3,7 +3,7 @@
 //! ([`Config::from_args`]), so every check that can fail before the server binds happens
 //! here, with a message a user can act on.
 //! May use: error, files (to open the root), filecache, handler (the `Site` it fills),
-//! response (the `Charset` it checks).
+//! response (the `Charset` it checks), scoreboard.
 //!
 //! A new flag is a field in [`Args`] (name, default and help together), then its checked
 //! value in `from_args`: into a [`Config`] field, or, if the handler needs it, into a field
@@ -82,6 +82,12 @@ pub struct Args {
     /// answer GET/HEAD on this path with 200 "ok" without touching the disk, e.g. /healthz
     #[argh(option)]
     pub health: Option<String>,
+    /// serve the status page and metrics on this path, e.g. /server-status (default: off)
+    #[argh(option)]
+    pub status: Option<String>,
+    /// address blocks beyond loopback that may see --status, e.g. 10.0.0.0/8,fd00::/8
+    #[argh(option)]
+    pub status_allow: Option<String>,
     /// value of the Cache-Control header on 200/206/304 file responses, e.g. "max-age=3600"
     #[argh(option)]
     pub cache_control: Option<String>,
@@ -252,6 +258,7 @@ impl Config {
             return Err(ConfigError("--max-connections must be at least 1".into()));
         }
         let health = args.health.map(url_path).transpose()?;
+        let status = crate::scoreboard::from_flags(args.status, args.status_allow, args.workers);
         let cache_control = args.cache_control.map(header_value).transpose()?;
         // `--error-pages DIR` or, without it, `404.html`/`50x.html` at the root, read now.
         let pages =
@@ -274,6 +281,7 @@ impl Config {
                 pages,
                 cache,
                 charset,
+                status: status.map_err(ConfigError)?,
             },
             file_cache_note,
             workers: args.workers,

@@ -3,11 +3,12 @@
 //! for it to take more: `conn/write.rs`), log, and say what happens next: park it until the
 //! client sends more or makes room for the rest of a reply, keep going with pipelined
 //! requests, or close. The only module that reads or writes a client socket. May use, with
-//! its two halves: request, handler, response, error, accesslog, config (deadlines), panics,
-//! sys.
+//! its parts: request, handler, response, error, accesslog, config (deadlines), panics,
+//! metrics (`--status`), sys.
 
 mod close;
 mod reply;
+mod score;
 mod write;
 
 use std::io;
@@ -21,6 +22,7 @@ use crate::accesslog::{AccessLog, LogBuf};
 use crate::config::Deadlines;
 use crate::error::HttpError;
 use crate::handler::Site;
+use crate::metrics::{Board, Metrics, State};
 use crate::request::{self, Parsed};
 use crate::response::Clock;
 use crate::sys;
@@ -226,6 +228,8 @@ pub struct Context {
     /// Files held open by replies that wait for their client: each is a descriptor the
     /// admission control must count.
     pub parked_files: Arc<AtomicUsize>,
+    /// The status page's counters (`--status`; `None`: off, and nothing is counted).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// A worker's reusable buffers, clock and access-log buffer (the accept loop has one too, for
@@ -236,12 +240,14 @@ pub struct Scratch {
     rec: Recorder,
 }
 
-/// What dates a reply and logs it: the thread's clock, its access-log buffer, and the
-/// buffers a reply copies its log line's request fields into (lent to each reply).
+/// What dates a reply and logs it: the thread's clock, its access-log buffer, the buffers a
+/// reply copies its log line's request fields into (lent to each reply), and its slot on
+/// the status page (`--status` only: `conn/score.rs`).
 struct Recorder {
     clock: Clock,
     log: LogBuf,
     text: LogText,
+    board: Option<Board>,
 }
 
 impl Scratch {
@@ -254,6 +260,7 @@ impl Scratch {
                 clock: Clock::default(),
                 log: log.buffer(),
                 text: LogText::default(),
+                board: None,
             },
         }
     }
@@ -283,21 +290,31 @@ impl Recorder {
         }
     }
 
-    /// Logs the reply `out`, ended (completed or cut off), to the thread's buffer.
+    /// Logs the reply `out`, ended (completed or cut off), to the thread's buffer, and
+    /// counts it (`--status`).
     fn record(&mut self, client: IpAddr, out: &Outgoing) {
         if self.log.is_on() {
             out.record(client, &mut self.log, &mut self.clock);
         }
+        self.count(out);
     }
 }
 
 /// Serves `conn` for as long as it has work the socket allows: first the rest of a parked
 /// reply, then every request already buffered or readable without waiting.
-pub fn serve(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
+pub fn serve(conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
+    scratch.rec.mark(State::Reading);
+    let next = serve_turn(conn, ctx, scratch);
+    scratch.rec.mark(State::Idle);
+    next
+}
+
+fn serve_turn(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
     let (input, output, rec) = scratch.fresh();
     rec.write_stale_lines();
     let mut budget = WRITE_TURN;
     if let Some(out) = conn.outgoing.take() {
+        rec.show(&out);
         if conn.expired {
             // The client took no byte for --send-timeout (nginx's `send_timeout`), or the
             // grace period of a stop is over.

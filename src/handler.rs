@@ -1,12 +1,13 @@
 //! One parsed request → one `Response`, in the order RFC 9110 wants the checks: method,
 //! health check, target, path safety, resolution, content negotiation, preconditions,
 //! range, reply headers. No sockets. May use: request, url, files, negotiate, conditional,
-//! range, listing, response, error, status, filecache.
+//! range, listing, response, error, status, filecache, scoreboard.
 
 use std::collections::hash_map::RandomState;
 use std::fs::{File, Metadata};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use crate::negotiate;
 use crate::range::{self, ByteRange, Ranges};
 use crate::request::{Method, Request};
 use crate::response::{Body, Charset, Part, Response, Text};
+use crate::scoreboard::StatusPage;
 use crate::status;
 use crate::url::{self, SafePath};
 
@@ -39,10 +41,22 @@ pub struct Site {
     pub cache: Option<Arc<FileCache>>,
     /// `--charset VALUE`: the charset parameter of textual `Content-Type`s (none by default).
     pub charset: Charset,
+    /// `--status PATH`: the status page and the counters it shows (`None`: off).
+    pub status: Option<StatusPage>,
 }
 
-/// The reply to `request`.
+/// The reply to `request` from a client whose address is not known (so the status page is
+/// not for it).
 pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
+    respond_to(request, site, None)
+}
+
+/// The reply to `request` from `client`.
+pub fn respond_to(
+    request: &Request,
+    site: &Site,
+    client: Option<IpAddr>,
+) -> Result<Response, HttpError> {
     #[cfg(feature = "fault-injection")]
     fault_injection(request);
     // RFC 9110 §9.1: GET and HEAD are the methods a static server implements.
@@ -52,6 +66,9 @@ pub fn respond(request: &Request, site: &Site) -> Result<Response, HttpError> {
     let target = url::split_target(request.target)?;
     if site.health.as_deref() == Some(target.path) {
         return Ok(health(site));
+    }
+    if let Some(status) = site.status.as_ref().filter(|s| s.path == target.path) {
+        return status.respond(request, target.query, client, site.cache.as_deref());
     }
     let path = url::decode_path(target.path)?;
     let cache = site.cache.as_deref();

@@ -28,7 +28,8 @@
 //!
 //! Around the pipeline: [`config`] turns the command line into a validated [`Config`] in one
 //! step; [`server`] wires the threads together and shuts them down in data-flow order;
-//! [`panics`] renders a panic for the log; [`sys`] is the only module with `unsafe`.
+//! [`panics`] renders a panic for the log; [`sys`] is the only module with `unsafe`;
+//! [`metrics`] counts (atomics only, with `--status`) and [`scoreboard`] shows the counts.
 //!
 //! Everything but the command's entry points is private; read this map with
 //! `cargo doc --document-private-items --open`.
@@ -48,6 +49,7 @@ mod files;
 mod handler;
 mod listen;
 mod listing;
+mod metrics;
 mod negotiate;
 mod panics;
 mod poller;
@@ -55,6 +57,7 @@ mod pool;
 mod range;
 mod request;
 mod response;
+mod scoreboard;
 mod server;
 mod status;
 // The one module allowed `unsafe`: system calls behind safe, documented wrappers.

@@ -9,7 +9,8 @@
 //! the deadlines: it closes idle connections past theirs and hands back half heads (408)
 //! and stalled replies (to be logged). Ownership is the map: whoever takes a connection out
 //! of it under the lock (a worker woken for it, the sweep, an eviction) owns it.
-//! May use: crossbeam-channel, conn, sys (the epoll set).
+//! May use: crossbeam-channel, conn, sys (the epoll set), metrics (gauges of parked
+//! connections).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 
 use crate::conn::{self, Conn};
+use crate::metrics::{self, Metrics};
 use crate::sys::{self, Set};
 
 /// How often deadlines are checked: timeouts are whole seconds, so this is precise enough,
@@ -55,6 +57,8 @@ struct Shared {
     queue: (Sender<Conn>, Receiver<Conn>),
     /// Set (under the lock) once nothing can be parked or queued any more.
     closed: AtomicBool,
+    /// The status page's counters (`--status`), for the parked gauges.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Default)]
@@ -105,7 +109,8 @@ impl Parked {
 }
 
 impl Parker {
-    pub fn new() -> io::Result<Parker> {
+    /// A parker that keeps `metrics`' parked gauges (`--status`) if given.
+    pub fn new(metrics: Option<Arc<Metrics>>) -> io::Result<Parker> {
         Ok(Parker {
             shared: Arc::new(Shared {
                 set: Set::new()?,
@@ -113,6 +118,7 @@ impl Parker {
                 nudge: Condvar::new(),
                 queue: unbounded(),
                 closed: AtomicBool::new(false),
+                metrics,
             }),
         })
     }
@@ -155,6 +161,7 @@ impl Parker {
             return Err(conn);
         }
         conn.set_registered();
+        self.count(wait, 1);
         if wait == Wait::Request && conn.is_idle() {
             state.idle.insert((conn.idle_since(), key));
         }
@@ -167,6 +174,31 @@ impl Parker {
             },
         );
         Ok(())
+    }
+
+    /// How many connections wait in the queue for a worker (`--status`).
+    pub fn queued(&self) -> usize {
+        self.shared.queue.1.len()
+    }
+
+    /// The status page's gauges (`--status`): a connection parked (`1`) or taken out
+    /// (`-1`). Lingering closes are not counted.
+    fn count(&self, wait: Wait, delta: i64) {
+        let why = match wait {
+            Wait::Request => metrics::Parked::Read,
+            Wait::Write => metrics::Parked::Write,
+            Wait::Drain => return,
+        };
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.parked(why, delta);
+        }
+    }
+
+    /// Takes a connection out of the map (see [`take`]), keeping the gauges.
+    fn take(&self, state: &mut State, key: u64) -> Option<Parked> {
+        let parked = take(state, key)?;
+        self.count(parked.wait, -1);
+        Some(parked)
     }
 
     /// Queues `conn` for a worker (it has work ready without a socket event: buffered
@@ -190,7 +222,7 @@ impl Parker {
     pub fn evict_idle(&self) -> bool {
         let mut state = self.state();
         let oldest = state.idle.first().map(|&(_, key)| key);
-        let evicted = oldest.and_then(|key| take(&mut state, key));
+        let evicted = oldest.and_then(|key| self.take(&mut state, key));
         drop(state);
         evicted.is_some()
     }
@@ -236,7 +268,7 @@ impl Parker {
             }
             // The event may be stale: the sweep or an eviction took the connection first,
             // and then it is theirs (it may even be parked again under a new key).
-            let Some(parked) = take(&mut self.state(), key) else {
+            let Some(parked) = self.take(&mut self.state(), key) else {
                 continue;
             };
             let Parked {
@@ -314,7 +346,7 @@ impl Parker {
                     late.push(key);
                 }
             }
-            expired.extend(late.drain(..).filter_map(|key| take(&mut state, key)));
+            expired.extend(late.drain(..).filter_map(|key| self.take(&mut state, key)));
             if expired.is_empty() {
                 continue;
             }
@@ -352,6 +384,9 @@ impl Parker {
             && stopping.open.load(Ordering::SeqCst) == 0;
         if !done && Instant::now() < stopping.by {
             return false;
+        }
+        for parked in state.parked.values() {
+            self.count(parked.wait, -1);
         }
         let mut left: Vec<Conn> = std::mem::take(&mut state.parked)
             .into_values()
@@ -419,7 +454,7 @@ mod tests {
     fn eviction_closes_the_connection_idle_longest_not_the_one_parked_first() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let (older, mut older_client) = pair(&listener, &open);
         std::thread::sleep(Duration::from_millis(2));
         let (newer, mut newer_client) = pair(&listener, &open);
@@ -442,7 +477,7 @@ mod tests {
     fn a_connection_that_left_is_no_longer_a_candidate() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let (conn, _client) = pair(&listener, &open);
         let later = Instant::now() + Duration::from_secs(60);
         assert!(parker.park(conn, Wait::Request, later).is_ok());
@@ -497,7 +532,7 @@ mod tests {
         use std::io::Write;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let sweep = {
             let parker = parker.clone();
             std::thread::spawn(move || parker.sweep())
@@ -539,7 +574,7 @@ mod tests {
         use std::io::Write;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new().unwrap();
+        let parker = Parker::new(None).unwrap();
         let sweep = {
             let parker = parker.clone();
             std::thread::spawn(move || parker.sweep())

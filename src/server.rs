@@ -2,7 +2,8 @@
 //! them down in data-flow order (nothing new comes in, idle connections close, replies in
 //! flight finish, each worker writes out its log lines); turns SIGINT/SIGTERM into that
 //! shutdown, and SIGUSR1/SIGHUP into reopening the access log.
-//! May use: accept, accesslog, config, conn, filecache, listen, poller, pool, sys.
+//! May use: accept, accesslog, config, conn, filecache, listen, poller, pool, sys, metrics
+//! (the status page's probes).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -118,7 +119,9 @@ impl Server {
             log,
             stop,
         } = self;
-        let parker = Parker::new()?;
+        // The status page's counters, if `--status` is on.
+        let metrics = config.site.status.as_ref().map(|s| Arc::clone(&s.metrics));
+        let parker = Parker::new(metrics.clone())?;
         let deadlines = config.deadlines;
         let ctx = Arc::new(Context {
             site: config.site.clone(),
@@ -126,6 +129,7 @@ impl Server {
             deadlines,
             stopping: Arc::clone(&stop.requested),
             parked_files: Arc::new(AtomicUsize::new(0)),
+            metrics: metrics.clone(),
         });
         let worker_parker = parker.clone();
         let worker_ctx = Arc::clone(&ctx);
@@ -136,7 +140,7 @@ impl Server {
         let pool = Pool::with_idle(
             config.workers,
             parker.clone(),
-            move || Scratch::new(&init_ctx.log),
+            move || Scratch::for_worker(&init_ctx),
             move |scratch, conn| {
                 let handed_over = match conn::serve(conn, &worker_ctx, scratch) {
                     Next::Park(conn) => {
@@ -180,6 +184,11 @@ impl Server {
             .max(1);
         // Every admitted connection, wherever it is: the stop waits for this to reach zero.
         let open = Arc::new(AtomicUsize::new(0));
+        if let Some(metrics) = &metrics {
+            // What the status page reads of the running server.
+            let queue = parker.clone();
+            metrics.install_probes(Arc::clone(&open), Box::new(move || queue.queued()));
+        }
         let mut acceptor = Acceptor::new(
             &listeners,
             &config,

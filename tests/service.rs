@@ -469,6 +469,8 @@ fn bad_command_lines_fail_with_one_clear_line() {
         (
             vec!["-r", r, "-p", "0", "--charset", "utf-8; x"],
             "--charset \"utf-8; x\": expected a charset name",
+        ),
+        (
             vec!["-r", r, "-p", "0", "--log-format", "apache"],
             "--log-format 'apache'",
         ),

@@ -29,6 +29,11 @@ pub(super) fn answer(
     head_len: usize,
 ) -> (Outgoing, usize) {
     let started = Instant::now();
+    rec.answering(&[
+        request.method.as_str().as_bytes(),
+        b" ",
+        request.target.as_bytes(),
+    ]);
     let clock = &mut rec.clock;
     // A body we are not going to use is skipped if it is already here; otherwise we answer
     // and close, so it can never be read as the next request (RFC 9112 §9.3).
@@ -49,7 +54,8 @@ pub(super) fn answer(
     // anywhere in making the reply (the handler, the head's encoding, reading a small body)
     // becomes a 500 and the connection closes (its state may be inconsistent).
     let prepared = panic::catch_unwind(AssertUnwindSafe(|| {
-        let (response, keep_alive) = match handler::respond(&request, &ctx.site) {
+        let (response, keep_alive) = match handler::respond_to(&request, &ctx.site, Some(peer.ip()))
+        {
             Ok(response) => (response, wants_keep_alive),
             Err(err) => {
                 log::debug!(
@@ -89,6 +95,7 @@ pub(super) fn answer(
             fault_reply(ctx, head_only, clock)
         }
     };
+    out.set_started(rec.counted(started));
     // Unread input (a body, or requests pipelined after `Connection: close`) would make our
     // close a reset that can destroy the reply in flight.
     if out.after == After::Close && (body_unread || input.len() > used) {
@@ -131,6 +138,7 @@ pub(super) fn error_reply(
 ) -> Outgoing {
     let response = ctx.site.pages.render(err);
     let mut out = Outgoing::new(response, false, false, rec.clock.now(), output);
+    out.set_started(rec.started());
     out.after = After::Linger;
     out.log_as(&mut rec.text, &[request_line], None, None, Instant::now());
     out

@@ -1,7 +1,7 @@
 //! A reply on its way out: made from a `Response` in one place ([`Outgoing::new`]), written as
 //! far as the socket takes it without ever waiting (write(2) for bytes, sendfile(2) for file
 //! windows), and logged in one place ([`Outgoing::record`]) when it ends, completed or cut
-//! off. The write half of the connection module. May use: response, accesslog, sys.
+//! off. The write half of the connection module. May use: response, accesslog, metrics, sys.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::Slot;
 use crate::accesslog::{Entry, LogBuf};
+use crate::metrics::Board;
 use crate::response::{Body, Clock, Date, Response};
 use crate::sys;
 
@@ -69,6 +70,8 @@ pub(super) struct Outgoing {
     send_timeout: Duration,
     /// The open file's place in the descriptor count while the reply is parked.
     file_slot: Option<Slot>,
+    /// When its request was read, for the status page's histogram (`--status` only).
+    started: Option<Instant>,
 }
 
 /// A byte window of the reply's file.
@@ -191,6 +194,7 @@ impl Outgoing {
             next_sample: now,
             send_timeout: Duration::ZERO,
             file_slot: None,
+            started: None,
         };
         if !has_body {
             return out;
@@ -261,6 +265,22 @@ impl Outgoing {
     /// Bytes sent so far, head included.
     pub(super) fn sent(&self) -> u64 {
         self.sent
+    }
+
+    /// When the request was read (`--status` only: it costs a clock read).
+    pub(super) fn set_started(&mut self, started: Option<Instant>) {
+        self.started = started;
+    }
+
+    /// Counts the reply, ended, on the scoreboard: status, bytes sent, time taken.
+    pub(super) fn count(&self, board: &Board) {
+        let took = self.started.map(|started| started.elapsed());
+        board.replied(self.log.status, self.sent, took);
+    }
+
+    /// Shows the reply's request on the scoreboard, as a worker takes it up again.
+    pub(super) fn show(&self, board: &Board) {
+        board.request(&[&self.log.text.request_line]);
     }
 
     /// Sends what `stream` takes now, never waiting. `budget` is the file bytes this turn

@@ -62,6 +62,10 @@ struct State {
     /// Reading the events failed: nothing is cached any more.
     broken: bool,
     events: Vec<InotifyEvent>,
+    /// Lookups answered from the cache, and lookups it could not answer (for the status
+    /// page): plain counts, as they change under the lock a lookup holds anyway.
+    hits: u64,
+    misses: u64,
 }
 
 /// The cache's size at a glance (tests, debugging).
@@ -96,6 +100,8 @@ impl FileCache {
                 max_files: MAX_FILES,
                 broken: false,
                 events: Vec::new(),
+                hits: 0,
+                misses: 0,
             }),
             inotify,
             drains: AtomicU64::new(0),
@@ -130,6 +136,12 @@ impl FileCache {
         }
     }
 
+    /// Lookups answered from the cache (hits) and not (misses) since start.
+    pub fn lookups(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.hits, state.misses)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-applied change that matters:
         // at worst an entry is missing. Keep serving.
@@ -149,13 +161,15 @@ impl FileCache {
             self.drains.fetch_add(1, Ordering::SeqCst);
             state.drain();
         }
-        if state.broken {
-            return Err(state.epoch);
+        let found = match state.entries.get(key) {
+            Some(entry) if !state.broken => Ok(entry.value.clone()),
+            _ => Err(state.epoch),
+        };
+        match found {
+            Ok(_) => state.hits += 1,
+            Err(_) => state.misses += 1,
         }
-        match state.entries.get(key) {
-            Some(entry) => Ok(entry.value.clone()),
-            None => Err(state.epoch),
-        }
+        found
     }
 
     /// Watches `rel` (the root for `None`) without following a final symlink; `dir` insists
