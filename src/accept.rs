@@ -1,5 +1,5 @@
 //! The accept loop and admission control: takes connections off the listeners and sends
-//! each to the workers (or the poller, `--dispatch poll`), closes the longest-idle one to
+//! each to the workers' queue, closes the longest-idle one to
 //! make room at the limit, answers 503 when none is idle, and on a stop hands the port over
 //! to a successor without dropping a connection. Never parses HTTP.
 //! May use: config, conn, listen, poller, sys.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, Poller};
 
-use crate::config::{Config, Dispatch};
+use crate::config::Config;
 use crate::conn::{self, Conn, Context, Scratch, Slot};
 use crate::listen;
 use crate::poller::{Parker, Wait};
@@ -80,7 +80,6 @@ pub struct Acceptor<'a> {
     refusals: usize,
     refusals_logged: Option<Instant>,
     spare: Option<File>,
-    dispatch: Dispatch,
     parker: &'a Parker,
     ctx: &'a Context,
     scratch: Scratch,
@@ -130,7 +129,6 @@ impl<'a> Acceptor<'a> {
             refusals: 0,
             refusals_logged: None,
             spare: spare_fd(),
-            dispatch: config.dispatch,
             parker,
             ctx,
             scratch: Scratch::for_acceptor(ctx),
@@ -312,17 +310,11 @@ impl<'a> Acceptor<'a> {
             metrics.accepted();
         }
         let conn = Conn::new(stream, peer, Slot::take(&self.open));
-        match self.dispatch {
-            Dispatch::Direct | Dispatch::Defer => {
-                // Closed if the stop is over: nothing was asked of it yet.
-                let _ = self.parker.queue(conn);
-            }
-            Dispatch::Poll => {
-                let deadline = conn.deadline(&self.ctx.deadlines);
-                // Closed if the poller has stopped: nothing was asked of it yet.
-                let _ = self.parker.park(conn, Wait::Request, deadline);
-            }
-        }
+        // Onto the workers' queue (a waiting worker is woken for it), not into the epoll set
+        // to wait for its first bytes: measured, the queue costs less CPU per connection
+        // (ab_results/README.md, "leader/followers").  Closed if the stop is over: nothing
+        // was asked of it yet.
+        let _ = self.parker.queue(conn);
     }
 }
 

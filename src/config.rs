@@ -120,8 +120,6 @@ pub enum Dispatch {
     /// As `Direct`, with `TCP_DEFER_ACCEPT`: the kernel completes `accept` only once the
     /// client has sent data, so workers rarely see an empty connection.
     Defer,
-    /// Into the poller first; it reaches a worker when its first bytes arrive.
-    Poll,
 }
 
 impl Dispatch {
@@ -129,9 +127,8 @@ impl Dispatch {
         match value {
             "direct" => Ok(Dispatch::Direct),
             "defer" => Ok(Dispatch::Defer),
-            "poll" => Ok(Dispatch::Poll),
             _ => Err(ConfigError(format!(
-                "--dispatch '{value}': expected direct, defer or poll"
+                "--dispatch '{value}': expected direct or defer"
             ))),
         }
     }

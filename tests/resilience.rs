@@ -355,7 +355,7 @@ fn two_instances_share_a_port_and_a_restart_loses_no_request() {
 #[test]
 fn every_dispatch_mode_serves_new_and_keep_alive_connections() {
     let root = site();
-    for mode in ["direct", "defer", "poll"] {
+    for mode in ["direct", "defer"] {
         let server = Server::start(root.path(), &["-w", "1", "--dispatch", mode]);
         // A client that connects and waits before sending is still served. (The pause is
         // the client's behaviour under test, not a wait for the server: with `defer` the

@@ -82,7 +82,7 @@ fn every_flag_reaches_its_setting() {
         "--max-connections",
         "9",
         "--dispatch",
-        "poll",
+        "defer",
         "--list",
         "--health",
         "/healthz",
@@ -105,7 +105,7 @@ fn every_flag_reaches_its_setting() {
     );
     assert_eq!(config.grace, Duration::ZERO);
     assert_eq!(config.max_connections, Some(9));
-    assert_eq!(config.dispatch, Dispatch::Poll);
+    assert_eq!(config.dispatch, Dispatch::Defer);
     assert_eq!(config.access_log, LogTo::File(PathBuf::from("access.log")));
     assert_eq!(config.log_format, LogFormat::Json);
     assert!(config.site.list);
@@ -185,7 +185,7 @@ fn each_invalid_setting_says_what_is_wrong() {
         (&["--charset", "caf\u{e9}"], "--charset \"caf\u{e9}\""),
         (
             &["--dispatch", "fast"],
-            "--dispatch 'fast': expected direct, defer or poll",
+            "--dispatch 'fast': expected direct or defer",
         ),
         (
             &["--log-format", "apache"],
@@ -207,7 +207,7 @@ fn each_invalid_setting_says_what_is_wrong() {
             ),
         }
     }
-    for mode in ["direct", "defer", "poll"] {
+    for mode in ["direct", "defer"] {
         assert!(parse(&["--dispatch", mode]).is_ok(), "{mode}");
     }
     // Any token is a charset name: the registry's names are tokens.
