@@ -7,17 +7,16 @@
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use polling::{Event, Events, Poller};
 
 use crate::config::Config;
 use crate::conn::{self, Conn, Context, Scratch, Slot};
 use crate::listen;
 use crate::poller::{Parker, Wait};
-use crate::sys::Registered;
+use crate::sys::{self, Set, RESERVED};
 
 /// How long to stop accepting after running out of file descriptors with no spare left.
 const FD_BACKOFF: Duration = Duration::from_millis(100);
@@ -39,21 +38,21 @@ pub struct Stop {
     /// Set once a stop is requested; connections see it too (finish the reply, then close).
     pub requested: Arc<AtomicBool>,
     /// What the accept loop waits on: its listeners' readiness, and [`Stop::request`].
-    accept_set: Poller,
+    accept_set: Set,
 }
 
 impl Stop {
     pub fn new() -> io::Result<Stop> {
         Ok(Stop {
             requested: Arc::new(AtomicBool::new(false)),
-            accept_set: Poller::new()?,
+            accept_set: Set::new()?,
         })
     }
 
     /// Asks the accept loop to hand off and return.
     pub fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
-        let _ = self.accept_set.notify();
+        self.accept_set.stop();
     }
 }
 
@@ -141,17 +140,14 @@ impl<'a> Acceptor<'a> {
     /// is taken in before the listeners close. A restart drops nothing.
     pub fn run(&mut self, stop: &Stop) -> io::Result<()> {
         let listeners = self.listeners;
-        // Each registration is deleted when its guard drops: on every return, `?` included.
-        let registered = listeners
-            .iter()
-            .enumerate()
-            .map(|(key, listener)| {
-                Registered::add(&stop.accept_set, listener, Event::readable(key))
-                    .map_err(|(err, _)| err)
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        // One-shot registrations, armed again after each round of accepts. A listener leaves
+        // the set when it closes.
+        for (key, listener) in listeners.iter().enumerate() {
+            stop.accept_set
+                .arm(listener.as_fd(), key as u64, false, true)?;
+        }
         let every: Vec<usize> = (0..listeners.len()).collect();
-        let mut events = Events::new();
+        let mut events = Vec::with_capacity(listeners.len() + 2);
         let mut backoff_until: Option<Instant> = None;
         let mut handoff_until: Option<Instant> = None;
         loop {
@@ -167,7 +163,6 @@ impl<'a> Acceptor<'a> {
                 }
                 return Ok(());
             }
-            events.clear();
             let wake = match (backoff_until, handoff_until) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -175,17 +170,16 @@ impl<'a> Acceptor<'a> {
             let timeout = wake.map(|until| until.saturating_duration_since(Instant::now()));
             // The 503 lines of this round go out before the loop waits, as a worker's do.
             self.scratch.flush_log();
-            if let Err(err) = stop.accept_set.wait(&mut events, timeout) {
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err);
-            }
+            stop.accept_set.wait(&mut events, timeout)?;
             let keys: Vec<usize> = match backoff_until {
                 Some(until) if Instant::now() < until => continue,
                 // After a pause, every listener may have connections waiting.
                 Some(_) => every.clone(),
-                None => events.iter().map(|event| event.key).collect(),
+                None => events
+                    .iter()
+                    .filter(|&&key| key < RESERVED)
+                    .filter_map(|&key| usize::try_from(key).ok())
+                    .collect(),
             };
             backoff_until = None;
             for key in keys {
@@ -200,8 +194,9 @@ impl<'a> Acceptor<'a> {
                     }
                 }
                 // The registration is one-shot: arm it again.
-                if let Some(registration) = registered.get(key) {
-                    registration.rearm(Event::readable(key))?;
+                if let Some(listener) = listeners.get(key) {
+                    stop.accept_set
+                        .arm(listener.as_fd(), key as u64, false, false)?;
                 }
             }
         }
@@ -216,7 +211,7 @@ impl<'a> Acceptor<'a> {
         if self.spare.is_none() {
             self.spare = spare_fd();
         }
-        match listener.accept() {
+        match sys::accept_nonblocking(listener) {
             Ok((stream, peer)) => {
                 self.admit(stream, peer);
                 Accepted::More
@@ -309,7 +304,7 @@ impl<'a> Acceptor<'a> {
         if let Some(metrics) = &self.ctx.metrics {
             metrics.accepted();
         }
-        let conn = Conn::new(stream, peer, Slot::take(&self.open));
+        let conn = Conn::accepted(stream, peer, Slot::take(&self.open));
         // Onto the workers' queue (a waiting worker is woken for it), not into the epoll set
         // to wait for its first bytes: measured, the queue costs less CPU per connection
         // (ab_results/README.md, "leader/followers").  Closed if the stop is over: nothing

@@ -88,6 +88,12 @@ impl Drop for Slot {
 }
 
 impl Conn {
+    /// Wraps a socket from [`crate::sys::accept_nonblocking`]: already non-blocking, and
+    /// `TCP_NODELAY` from its listener.
+    pub fn accepted(stream: TcpStream, peer: SocketAddr, slot: Slot) -> Conn {
+        Conn::wrap(stream, peer, slot)
+    }
+
     /// Wraps an accepted socket. It is made non-blocking: no read or write on it ever waits
     /// for the client. `TCP_NODELAY` matters: a head and a sendfile body are two writes, and
     /// Nagle would hold the second behind the client's delayed ACK.
@@ -98,6 +104,10 @@ impl Conn {
         {
             log::debug!("{peer}: socket options: {err}");
         }
+        Conn::wrap(stream, peer, slot)
+    }
+
+    fn wrap(stream: TcpStream, peer: SocketAddr, slot: Slot) -> Conn {
         Conn {
             stream,
             peer,

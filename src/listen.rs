@@ -100,6 +100,8 @@ pub fn inherited(dispatch: Dispatch, idle: Duration) -> io::Result<Option<Vec<Tc
             )));
         }
         listener.set_nonblocking(true)?;
+        // Accepted sockets inherit it: no setsockopt per connection.
+        SockRef::from(&listener).set_nodelay(true)?;
         if dispatch == Dispatch::Defer {
             defer_accept(listener.as_fd(), idle)?;
         }
@@ -125,6 +127,8 @@ fn listen_one(addr: SocketAddr, dispatch: Dispatch, idle: Duration) -> io::Resul
     if dispatch == Dispatch::Defer {
         defer_accept(socket.as_fd(), idle)?;
     }
+    // Accepted sockets inherit it: no setsockopt per connection.
+    socket.set_nodelay(true)?;
     socket.listen(BACKLOG)?;
     let listener: TcpListener = socket.into();
     listener.set_nonblocking(true)?;

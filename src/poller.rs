@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,9 @@ struct Shared {
     closed: AtomicBool,
     /// The status page's counters (`--status`), for the parked gauges.
     metrics: Option<Arc<Metrics>>,
+    /// Workers asleep in the set (or about to be): queued work wakes one only then, so a busy
+    /// pool pays no wake-up per queued connection.
+    sleepers: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -119,6 +122,7 @@ impl Parker {
                 queue: unbounded(),
                 closed: AtomicBool::new(false),
                 metrics,
+                sleepers: AtomicUsize::new(0),
             }),
         })
     }
@@ -212,8 +216,18 @@ impl Parker {
         // connection behind in the queue.
         let _ = self.shared.queue.0.send(conn);
         drop(state);
-        self.shared.set.wake_one();
+        self.wake_a_sleeper();
         Ok(())
+    }
+
+    /// Wakes one worker asleep in the set, if any is: one that is not will look at the queue
+    /// before it sleeps. (The fences pair with those in [`Parker::next`]: either the worker
+    /// sees what was queued, or this sees the worker.)
+    fn wake_a_sleeper(&self) {
+        fence(Ordering::SeqCst);
+        if self.shared.sleepers.load(Ordering::SeqCst) > 0 {
+            self.shared.set.wake_one();
+        }
     }
 
     /// Closes the connection that has been idle the longest (a keep-alive connection between
@@ -237,7 +251,7 @@ impl Parker {
             if let Ok(conn) = queue.try_recv() {
                 if !queue.is_empty() {
                     // Pass the rest on: one wake-up may have stood for several connections.
-                    self.shared.set.wake_one();
+                    self.wake_a_sleeper();
                 }
                 return Some(conn);
             }
@@ -249,7 +263,16 @@ impl Parker {
                 Ok(Some(key)) => key,
                 Ok(None) => {
                     idle();
-                    match self.shared.set.wait_one(true) {
+                    let sleepers = &self.shared.sleepers;
+                    sleepers.fetch_add(1, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    if !queue.is_empty() || self.shared.closed.load(Ordering::SeqCst) {
+                        sleepers.fetch_sub(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    let woken = self.shared.set.wait_one(true);
+                    sleepers.fetch_sub(1, Ordering::SeqCst);
+                    match woken {
                         Ok(Some(key)) => key,
                         Ok(None) => continue,
                         Err(err) => {

@@ -1,9 +1,9 @@
 //! The only unsafe: system calls behind safe functions (here and in `sys/epoll.rs`,
 //! `sys/process.rs`). Each wrapper takes and returns owned or borrowed descriptors and byte
 //! strings, turns -1 into `io::Error`, and says in a `// SAFETY:` comment why its call is
-//! sound. Epoll registration is here too: `polling`'s `Poller::add` is `unsafe` because a
-//! source must leave the set before it closes, and [`Registered`] is the guard that makes
-//! that so on every path. May use: libc, polling, rustix, std.
+//! sound. Where `rustix` has a safe call (epoll, eventfd, accept4) it is used instead, and its
+//! wrappers live here too, so that every system call stays in this one module.
+//! May use: libc, rustix, std.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::CStr;
@@ -17,7 +17,7 @@ mod epoll;
 mod inotify;
 mod process;
 
-pub use epoll::{Registered, Set, RESERVED};
+pub use epoll::{Set, RESERVED};
 pub use inotify::{inotify_add_watch, inotify_drain, inotify_init, inotify_rm_watch, InotifyEvent};
 pub use process::{cpus_configured, raise_open_file_limit};
 
@@ -237,6 +237,21 @@ impl Drop for DirStream {
 }
 
 // --- sockets ---
+
+/// Accepts a connection from `listener` as a non-blocking, close-on-exec socket, in one
+/// `accept4` (no `fcntl` after it). It inherits the listener's `TCP_NODELAY`.
+pub fn accept_nonblocking(
+    listener: &std::net::TcpListener,
+) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+    use rustix::net::{acceptfrom_with, SocketFlags};
+    let (fd, peer) = acceptfrom_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    let stream = std::net::TcpStream::from(fd);
+    let peer = match peer.map(std::net::SocketAddr::try_from) {
+        Some(Ok(peer)) => peer,
+        _ => stream.peer_addr()?,
+    };
+    Ok((stream, peer))
+}
 
 /// How much [`recv_nonblocking`] reads at a time.
 const READ_CHUNK: usize = 16 * 1024;

@@ -1,11 +1,10 @@
-//! Epoll: the registration guard for `polling`'s `unsafe` `Poller::add` (the accept loop's
-//! listeners), and [`Set`], the one set every worker waits on (leader/followers), over
-//! `rustix`'s safe epoll and eventfd calls.
-//! May use: polling, rustix, std.
+//! Epoll: [`Set`], the one set every worker waits on (leader/followers) and the accept
+//! loop's set of listeners, over `rustix`'s safe epoll and eventfd calls.
+//! May use: rustix, std.
 
 use std::io;
-use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use rustix::event::epoll::{self, CreateFlags, Event, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
@@ -17,7 +16,7 @@ pub const STOP: u64 = u64::MAX - 1;
 /// The first key that is not a connection's: keys below it are the caller's.
 pub const RESERVED: u64 = STOP;
 
-/// One epoll set that many threads wait on at once, one event each (leader/followers).
+/// One epoll set that many threads may wait on at once, one event each (leader/followers).
 /// Connections are registered one-shot (`EPOLLONESHOT`): an event disarms its connection, so
 /// exactly one waiter gets it, and the owner re-arms it ([`Set::arm`]) when it parks it
 /// again. A connection leaves the set when its socket closes (the kernel drops the
@@ -87,6 +86,28 @@ impl Set {
         }
     }
 
+    /// Waits until `timeout` (`None`: until an event comes) for events, and puts their keys
+    /// in `keys` (emptied first; at most 64). An interrupted wait gives none.
+    pub fn wait(&self, keys: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+        keys.clear();
+        let mut events = [Event {
+            flags: EventFlags::empty(),
+            data: EventData::new_u64(0),
+        }; 64];
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_nanos()),
+        });
+        match epoll::wait(&self.epoll, &mut events, timeout.as_ref()) {
+            Ok(n) => {
+                keys.extend(events[..n].iter().map(|event| event.data.u64()));
+                Ok(())
+            }
+            Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Wakes one waiter (it gets the key [`WAKE`]).
     pub fn wake_one(&self) {
         let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
@@ -98,55 +119,6 @@ impl Set {
     }
 }
 
-/// A source registered in a [`polling::Poller`], which this guard keeps registered no longer
-/// than the source is open. It owns the source (or, for a `&TcpListener`, a borrow the
-/// borrow checker keeps from outliving the listener) and deletes it from the set when
-/// dropped, before the source itself drops, so an early return, a `?` or a panic cannot leave
-/// a registration behind a closed descriptor. That is the contract `Poller::add` is `unsafe`
-/// for (I/O safety): the poller must not be left acting on a descriptor number after its
-/// owner has closed it, once that number may be reused by the next `accept` for someone else.
-pub struct Registered<S: AsFd, P: Deref<Target = polling::Poller>> {
-    poller: P,
-    /// Never handed out mutably or moved out: it lives exactly as long as the registration.
-    source: S,
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Registered<S, P> {
-    /// Adds `source` to `poller` with `interest` (one-shot, `polling`'s default). On failure
-    /// the source is handed back with the error.
-    pub fn add(poller: P, source: S, interest: polling::Event) -> Result<Self, (io::Error, S)> {
-        // SAFETY: the source moves into the guard returned below, which deletes it from this
-        // poller in `Drop`, before the source drops; nothing gives the source out mutably or
-        // by value, so it cannot be closed or replaced while registered. On failure nothing
-        // was added.
-        let added = unsafe { poller.add(source.as_fd().as_raw_fd(), interest) };
-        match added {
-            Ok(()) => Ok(Registered { poller, source }),
-            Err(err) => Err((err, source)),
-        }
-    }
-
-    /// Arms a one-shot registration again, with `interest`.
-    pub fn rearm(&self, interest: polling::Event) -> io::Result<()> {
-        self.poller.modify(self.source.as_fd(), interest)
-    }
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Deref for Registered<S, P> {
-    type Target = S;
-
-    fn deref(&self) -> &S {
-        &self.source
-    }
-}
-
-impl<S: AsFd, P: Deref<Target = polling::Poller>> Drop for Registered<S, P> {
-    fn drop(&mut self) {
-        // Deleted before `source` drops (and closes), right after this.
-        let _ = self.poller.delete(self.source.as_fd());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +126,7 @@ mod tests {
     #[test]
     fn a_one_shot_event_goes_to_one_waiter_and_needs_rearming() {
         use std::io::Write;
+        use std::os::fd::AsFd;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
@@ -180,27 +153,5 @@ mod tests {
         drop(server);
         set.wake_one();
         assert!(matches!(set.wait_one(false).unwrap(), Some(WAKE | STOP)));
-    }
-
-    #[test]
-    fn a_registration_ends_with_its_guard_on_every_path() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let poller = polling::Poller::new().unwrap();
-        let event = polling::Event::readable(7);
-        let guard = Registered::add(&poller, &listener, event).unwrap();
-        assert!(guard.rearm(event).is_ok());
-        // Registered twice is refused, and the source comes back with the error.
-        let (err, again) = Registered::add(&poller, &listener, event).err().unwrap();
-        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-        drop(guard);
-        // Dropping the guard deleted the registration, so adding it again works.
-        let guard = Registered::add(&poller, again, event).unwrap();
-        // An early return (a `?`) drops the guard too.
-        let early = |guard: Registered<_, _>| -> io::Result<()> {
-            let _guard = guard;
-            Err(io::Error::other("early"))
-        };
-        assert!(early(guard).is_err());
-        assert!(Registered::add(&poller, &listener, event).is_ok());
     }
 }
