@@ -52,7 +52,10 @@ impl Stop {
     /// Asks the accept loop to hand off and return.
     pub fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
-        self.accept_set.stop();
+        // One wake-up (edge-triggered), not the set's lasting stop: the loop goes on
+        // accepting for the hand-off, and a lasting event would make every wait return at
+        // once meanwhile.
+        self.accept_set.wake_one();
     }
 }
 
