@@ -259,9 +259,9 @@ impl Parker {
                 // Everything was queued before the close: what is left is the last.
                 return queue.try_recv().ok();
             }
-            let key = match self.shared.set.wait_one(false) {
-                Ok(Some(key)) => key,
-                Ok(None) => {
+            let mut keys = [0; sys::BATCH];
+            let ready = match self.shared.set.wait_some(&mut keys, false) {
+                Ok(0) => {
                     idle();
                     let sleepers = &self.shared.sleepers;
                     sleepers.fetch_add(1, Ordering::SeqCst);
@@ -270,37 +270,64 @@ impl Parker {
                         sleepers.fetch_sub(1, Ordering::SeqCst);
                         continue;
                     }
-                    let woken = self.shared.set.wait_one(true);
+                    let woken = self.shared.set.wait_some(&mut keys, true);
                     sleepers.fetch_sub(1, Ordering::SeqCst);
                     match woken {
-                        Ok(Some(key)) => key,
-                        Ok(None) => continue,
+                        Ok(n) => n,
                         Err(err) => {
                             waiting_failed(&err);
                             continue;
                         }
                     }
                 }
+                Ok(n) => n,
                 Err(err) => {
                     waiting_failed(&err);
                     continue;
                 }
             };
-            if key >= sys::RESERVED {
-                continue;
+            if let Some(conn) = self.take_ready(&keys[..ready]) {
+                return Some(conn);
             }
-            // The event may be stale: the sweep or an eviction took the connection first,
-            // and then it is theirs (it may even be parked again under a new key).
-            let Some(parked) = self.take(&mut self.state(), key) else {
-                continue;
-            };
+        }
+    }
+
+    /// Takes the connections whose events came (keys in the set) out of the map, under one
+    /// lock: the first waiting for a worker is returned, the others go to the queue (where
+    /// this worker, or another one, takes them next), and lingering closes are drained.
+    fn take_ready(&self, keys: &[u64]) -> Option<Conn> {
+        let mut taken: [Option<Parked>; sys::BATCH] = std::array::from_fn(|_| None);
+        {
+            let mut state = self.state();
+            for (slot, &key) in taken.iter_mut().zip(keys) {
+                // The event may be stale: the sweep or an eviction took the connection
+                // first, and then it is theirs (it may even be parked again under a new
+                // key). Keys at or above RESERVED are wake-ups.
+                if key < sys::RESERVED {
+                    *slot = self.take(&mut state, key);
+                }
+            }
+        }
+        let mut first = None;
+        let mut queued = false;
+        for parked in taken.into_iter().flatten() {
             let Parked {
                 mut conn,
                 wait,
                 deadline,
             } = parked;
             match wait {
-                Wait::Request | Wait::Write => return Some(conn),
+                Wait::Request | Wait::Write if first.is_none() => first = Some(conn),
+                Wait::Request | Wait::Write => {
+                    let state = self.state();
+                    if state.closed {
+                        // The stop is over: closed unserved, like the rest of the queue.
+                        continue;
+                    }
+                    let _ = self.shared.queue.0.send(conn);
+                    drop(state);
+                    queued = true;
+                }
                 Wait::Drain => {
                     if !conn::drain(&mut conn) {
                         // Closed if the stop is over: nothing to log.
@@ -309,6 +336,10 @@ impl Parker {
                 }
             }
         }
+        if queued {
+            self.wake_a_sleeper();
+        }
+        first
     }
 
     /// Starts the shutdown. Idle keep-alive connections close after a last call of

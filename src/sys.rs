@@ -17,7 +17,7 @@ mod epoll;
 mod inotify;
 mod process;
 
-pub use epoll::{Set, RESERVED};
+pub use epoll::{Set, BATCH, RESERVED};
 pub use inotify::{inotify_add_watch, inotify_drain, inotify_init, inotify_rm_watch, InotifyEvent};
 pub use process::{cpus_configured, raise_open_file_limit};
 

@@ -15,6 +15,8 @@ pub const WAKE: u64 = u64::MAX;
 pub const STOP: u64 = u64::MAX - 1;
 /// The first key that is not a connection's: keys below it are the caller's.
 pub const RESERVED: u64 = STOP;
+/// The most events one [`Set::wait_some`] takes.
+pub const BATCH: usize = 16;
 
 /// One epoll set that many threads may wait on at once, one event each (leader/followers).
 /// Connections are registered one-shot (`EPOLLONESHOT`): an event disarms its connection, so
@@ -66,22 +68,27 @@ impl Set {
         Ok(())
     }
 
-    /// Waits for one event and returns its key: at once (`None` if nothing is ready) unless
-    /// `block`, in which case until one comes. An interrupted wait returns `None` too.
-    pub fn wait_one(&self, block: bool) -> io::Result<Option<u64>> {
+    /// Waits for events and puts their keys in `keys` (at most [`BATCH`] of them): at once
+    /// (none if nothing is ready) unless `block`, in which case until one comes. Returns how
+    /// many; an interrupted wait gives none.
+    pub fn wait_some(&self, keys: &mut [u64; BATCH], block: bool) -> io::Result<usize> {
         let mut events = [Event {
             flags: EventFlags::empty(),
             data: EventData::new_u64(0),
-        }];
+        }; BATCH];
         let now = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         let timeout = if block { None } else { Some(&now) };
         match epoll::wait(&self.epoll, &mut events, timeout) {
-            Ok(0) => Ok(None),
-            Ok(_) => Ok(Some(events[0].data.u64())),
-            Err(rustix::io::Errno::INTR) => Ok(None),
+            Ok(n) => {
+                for (key, event) in keys.iter_mut().zip(&events[..n]) {
+                    *key = event.data.u64();
+                }
+                Ok(n)
+            }
+            Err(rustix::io::Errno::INTR) => Ok(0),
             Err(err) => Err(err.into()),
         }
     }
@@ -123,6 +130,14 @@ impl Set {
 mod tests {
     use super::*;
 
+    /// The one key a wait gives, if any.
+    fn one(set: &Set, block: bool) -> Option<u64> {
+        let mut keys = [0; BATCH];
+        let n = set.wait_some(&mut keys, block).unwrap();
+        assert!(n <= 1, "one event at most here: {:?}", &keys[..n]);
+        (n == 1).then_some(keys[0])
+    }
+
     #[test]
     fn a_one_shot_event_goes_to_one_waiter_and_needs_rearming() {
         use std::io::Write;
@@ -132,26 +147,27 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         let set = Set::new().unwrap();
         set.arm(server.as_fd(), 7, false, true).unwrap();
-        assert_eq!(set.wait_one(false).unwrap(), None, "nothing to read yet");
+        assert_eq!(one(&set, false), None, "nothing to read yet");
         client.write_all(b"x").unwrap();
-        assert_eq!(set.wait_one(true).unwrap(), Some(7));
-        assert_eq!(set.wait_one(false).unwrap(), None, "disarmed by its event");
+        assert_eq!(one(&set, true), Some(7));
+        assert_eq!(one(&set, false), None, "disarmed by its event");
         set.arm(server.as_fd(), 8, false, false).unwrap();
-        assert_eq!(
-            set.wait_one(false).unwrap(),
-            Some(8),
-            "re-armed, under its new key"
-        );
+        assert_eq!(one(&set, false), Some(8), "re-armed, under its new key");
         set.arm(server.as_fd(), 9, true, false).unwrap();
-        assert_eq!(set.wait_one(false).unwrap(), Some(9), "writable");
+        assert_eq!(one(&set, false), Some(9), "writable");
         set.wake_one();
-        assert_eq!(set.wait_one(false).unwrap(), Some(WAKE));
-        assert_eq!(set.wait_one(false).unwrap(), None, "a wake is one event");
+        assert_eq!(one(&set, false), Some(WAKE));
+        assert_eq!(one(&set, false), None, "a wake is one event");
         set.stop();
-        assert_eq!(set.wait_one(false).unwrap(), Some(STOP));
-        assert_eq!(set.wait_one(false).unwrap(), Some(STOP), "a stop stays");
+        assert_eq!(one(&set, false), Some(STOP));
+        assert_eq!(one(&set, false), Some(STOP), "a stop stays");
+        // A closed socket leaves the set: only the two eventfds are left to report.
         drop(server);
         set.wake_one();
-        assert!(matches!(set.wait_one(false).unwrap(), Some(WAKE | STOP)));
+        let mut keys = [0; BATCH];
+        let n = set.wait_some(&mut keys, false).unwrap();
+        let mut got = keys[..n].to_vec();
+        got.sort_unstable();
+        assert_eq!(got, [STOP, WAKE]);
     }
 }
