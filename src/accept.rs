@@ -49,10 +49,13 @@ impl Stop {
         })
     }
 
-    /// Asks the accept loop to hand off and return.
+    /// Asks the accept loop to hand off and return. One edge-triggered wake-up, not the
+    /// set's level-triggered stop: the loop goes on waiting in the set for the hand-off, and
+    /// a stop that stays ready would make every one of those waits return at once (a spin).
+    /// The flag is set first, so the loop that the wake-up reaches sees it.
     pub fn request(&self) {
         self.requested.store(true, Ordering::SeqCst);
-        self.accept_set.stop();
+        self.accept_set.wake_one();
     }
 }
 

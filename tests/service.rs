@@ -596,3 +596,30 @@ fn the_sample_site_serves_everything_its_front_page_links_to() {
     assert_eq!(css.header("Vary"), Some("Accept-Encoding"));
     assert_eq!(css.body, std::fs::read(root.join("style.css.gz")).unwrap());
 }
+
+/// The CPU check of a stop's hand-off, on its own for the same reason as the one above
+/// (`.ci/run` runs it after the parallel suite): while the accept loop keeps accepting for
+/// the hand-off (half a second), it waits for connections, it does not spin on the stop
+/// that woke it.
+#[test]
+#[ignore = "CPU-time bound, wants a quiet machine: run by .ci/run"]
+fn a_stop_does_not_spin_while_it_hands_the_port_over() {
+    let root = site();
+    let mut server = Server::start(root.path(), &[]);
+    assert_eq!(server.get("/index.html").status, 200);
+    let before = common::cpu_ticks(server.pid());
+    let window = Instant::now();
+    common::signal(server.pid(), libc::SIGTERM);
+    // USER_HZ on Linux.
+    let ticks_per_second = 100;
+    // The measurement window for the CPU a rate needs, inside the hand-off (500 ms), so the
+    // process is still there to be measured.
+    std::thread::sleep(Duration::from_millis(400));
+    let used = common::cpu_ticks(server.pid()) - before;
+    let elapsed = window.elapsed().as_secs_f64();
+    assert!(
+        (used as f64) < 0.25 * elapsed * ticks_per_second as f64,
+        "{used} ticks of CPU in {elapsed:.2}s of an idle server's hand-off"
+    );
+    assert!(server.wait_exit().success());
+}
