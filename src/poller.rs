@@ -62,6 +62,9 @@ struct Shared {
     /// Workers asleep in the set (or about to be): queued work wakes one only then, so a busy
     /// pool pays no wake-up per queued connection.
     sleepers: AtomicUsize,
+    /// Flipped by every [`Parker::next`]: whether that one looks at the set before the
+    /// queue.
+    events_first: AtomicBool,
 }
 
 #[derive(Default)]
@@ -123,6 +126,7 @@ impl Parker {
                 closed: AtomicBool::new(false),
                 metrics,
                 sleepers: AtomicUsize::new(0),
+                events_first: AtomicBool::new(false),
             }),
         })
     }
@@ -241,12 +245,29 @@ impl Parker {
         evicted.is_some()
     }
 
-    /// A worker's next connection: a queued one first, else the one whose event it gets from
-    /// the set (after `idle()`, when nothing is ready at once and it is about to sleep).
+    /// A worker's next connection: a queued one first (every other call, a ready event
+    /// first), else the one whose event it gets from the set (after `idle()`, when nothing is
+    /// ready at once and it is about to sleep).
     /// Lingering closes woken here are drained on the way. `None` once the stop is over and
     /// the queue is empty: the worker ends.
     pub fn next(&self, idle: &mut dyn FnMut()) -> Option<Conn> {
         let (_, queue) = &self.shared.queue;
+        // Every other time, a socket event before the queue: connections that always have
+        // more work queued (yielding after every turn) must not keep the workers from ever
+        // looking at the set, where parked connections wait with their next request.
+        // (Found nothing: the look before sleeping need not be repeated at once.)
+        let mut looked = false;
+        if self.shared.events_first.fetch_xor(true, Ordering::Relaxed) {
+            match self.shared.set.wait_one(false) {
+                Ok(Some(key)) => {
+                    if let Some(conn) = self.claim(key) {
+                        return Some(conn);
+                    }
+                }
+                Ok(None) => looked = true,
+                Err(err) => waiting_failed(&err),
+            }
+        }
         loop {
             if let Ok(conn) = queue.try_recv() {
                 if !queue.is_empty() {
@@ -259,7 +280,12 @@ impl Parker {
                 // Everything was queued before the close: what is left is the last.
                 return queue.try_recv().ok();
             }
-            let key = match self.shared.set.wait_one(false) {
+            let ready = if std::mem::take(&mut looked) {
+                Ok(None)
+            } else {
+                self.shared.set.wait_one(false)
+            };
+            let key = match ready {
                 Ok(Some(key)) => key,
                 Ok(None) => {
                     idle();
@@ -286,27 +312,34 @@ impl Parker {
                     continue;
                 }
             };
-            if key >= sys::RESERVED {
-                continue;
+            if let Some(conn) = self.claim(key) {
+                return Some(conn);
             }
-            // The event may be stale: the sweep or an eviction took the connection first,
-            // and then it is theirs (it may even be parked again under a new key).
-            let Some(parked) = self.take(&mut self.state(), key) else {
-                continue;
-            };
-            let Parked {
-                mut conn,
-                wait,
-                deadline,
-            } = parked;
-            match wait {
-                Wait::Request | Wait::Write => return Some(conn),
-                Wait::Drain => {
-                    if !conn::drain(&mut conn) {
-                        // Closed if the stop is over: nothing to log.
-                        let _ = self.park(conn, Wait::Drain, deadline);
-                    }
+        }
+    }
+
+    /// The connection whose event a worker got under `key`, if it is now the worker's: not
+    /// for a wake-up or a stop (the caller looks at the queue next), nor for a stale event,
+    /// nor for a lingering close, which is drained here and parked again if need be.
+    fn claim(&self, key: u64) -> Option<Conn> {
+        if key >= sys::RESERVED {
+            return None;
+        }
+        // The event may be stale: the sweep or an eviction took the connection first, and
+        // then it is theirs (it may even be parked again under a new key).
+        let Parked {
+            mut conn,
+            wait,
+            deadline,
+        } = self.take(&mut self.state(), key)?;
+        match wait {
+            Wait::Request | Wait::Write => Some(conn),
+            Wait::Drain => {
+                if !conn::drain(&mut conn) {
+                    // Closed if the stop is over: nothing to log.
+                    let _ = self.park(conn, Wait::Drain, deadline);
                 }
+                None
             }
         }
     }
@@ -587,6 +620,45 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             assert_eq!(turns.load(Ordering::SeqCst), CONNS * round);
         }
+        threads.push(sweep);
+        stop(&parker, &open, threads);
+        assert_eq!(open.load(Ordering::SeqCst), 0, "every connection closed");
+    }
+
+    #[test]
+    fn queued_work_without_end_does_not_keep_the_workers_from_the_set() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = Arc::new(AtomicUsize::new(0));
+        let parker = Parker::new(None).unwrap();
+        let sweep = {
+            let parker = parker.clone();
+            std::thread::spawn(move || parker.sweep())
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        let (busy, _busy_client) = pair(&listener, &open);
+        let busy_fd = busy.fd().as_raw_fd();
+        let (parked, mut client) = pair(&listener, &open);
+        parker.park(parked, Wait::Request, later).unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&served);
+        // One worker; one connection that always has more to do (it yields after every
+        // turn, as one with pipelined requests buffered does), one parked.
+        let mut threads = workers(&parker, 1, move |parker, mut conn| {
+            if conn.fd().as_raw_fd() == busy_fd {
+                let _ = parker.queue(conn);
+            } else {
+                conn::drain(&mut conn);
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = parker.park(conn, Wait::Request, later);
+            }
+        });
+        parker.queue(busy).unwrap();
+        client.write_all(b"x").unwrap();
+        wait_for("the parked connection's turn", || {
+            served.load(Ordering::SeqCst) == 1
+        });
         threads.push(sweep);
         stop(&parker, &open, threads);
         assert_eq!(open.load(Ordering::SeqCst), 0, "every connection closed");
