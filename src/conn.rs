@@ -88,8 +88,7 @@ impl Drop for Slot {
 }
 
 impl Conn {
-    /// Wraps a socket from [`crate::sys::accept_nonblocking`]: already non-blocking, and
-    /// `TCP_NODELAY` from its listener.
+    /// Wraps a socket from [`crate::sys::accept_nonblocking`] (non-blocking, `TCP_NODELAY`).
     pub fn accepted(stream: TcpStream, peer: SocketAddr, slot: Slot) -> Conn {
         Conn::wrap(stream, peer, slot)
     }
@@ -392,9 +391,8 @@ fn serve_turn(mut conn: Conn, ctx: &Context, scratch: &mut Scratch) -> Next {
                     continue;
                 }
                 if drained {
-                    // Nothing was left to read a moment ago: park at once rather than spend
-                    // a read on learning that again. Anything that has arrived since makes
-                    // the socket ready as it is armed, so it comes straight back.
+                    // Nothing was left to read a moment ago: park at once, without a read to
+                    // learn that again (what arrived since makes the re-armed socket ready).
                     return Next::Park(conn);
                 }
             }
@@ -499,26 +497,4 @@ fn finish(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_head_earns_time_at_the_minimum_rate_up_to_the_header_timeout() {
-        let deadlines = Deadlines {
-            idle: Duration::from_secs(5),
-            header: Duration::from_secs(10),
-            header_min_rate: 100,
-            send: Duration::from_secs(30),
-        };
-        let allowance = |received| head_allowance(&deadlines, received);
-        assert_eq!(allowance(0), HEADER_SLACK);
-        assert_eq!(allowance(50), HEADER_SLACK + Duration::from_millis(500));
-        assert_eq!(allowance(500), HEADER_SLACK + Duration::from_secs(5));
-        assert_eq!(allowance(5000), Duration::from_secs(10));
-        let no_rate = Deadlines {
-            header_min_rate: 0,
-            ..deadlines
-        };
-        assert_eq!(head_allowance(&no_rate, 0), Duration::from_secs(10));
-    }
-}
+mod tests;

@@ -27,6 +27,8 @@ use crate::sys::{self, Set};
 /// How often deadlines are checked: timeouts are whole seconds, so this is precise enough,
 /// and a sweep over every parked connection stays cheap at this rate.
 const SWEEP: Duration = Duration::from_millis(250);
+/// One worker's turn in this many looks at the set before the queue (see [`Parker::next`]).
+const EVENTS_FIRST: usize = 8;
 /// How often a stop checks whether every connection is done.
 const STOP_CHECK: Duration = Duration::from_millis(20);
 
@@ -62,6 +64,9 @@ struct Shared {
     /// Workers asleep in the set (or about to be): queued work wakes one only then, so a busy
     /// pool pays no wake-up per queued connection.
     sleepers: AtomicUsize,
+    /// Counts [`Parker::next`] calls: every [`EVENTS_FIRST`]th looks at the set before the
+    /// queue.
+    turns: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -123,6 +128,7 @@ impl Parker {
                 closed: AtomicBool::new(false),
                 metrics,
                 sleepers: AtomicUsize::new(0),
+                turns: AtomicUsize::new(0),
             }),
         })
     }
@@ -241,12 +247,29 @@ impl Parker {
         evicted.is_some()
     }
 
-    /// A worker's next connection: a queued one first, else the one whose event it gets from
-    /// the set (after `idle()`, when nothing is ready at once and it is about to sleep).
-    /// Lingering closes woken here are drained on the way. `None` once the stop is over and
-    /// the queue is empty: the worker ends.
+    /// A worker's next connection: a queued one first (every [`EVENTS_FIRST`]th call, ready
+    /// events first), else one whose event it gets from the set (after `idle()`, when nothing
+    /// is ready at once and it is about to sleep). Lingering closes woken here are drained on
+    /// the way. `None` once the stop is over and the queue is empty: the worker ends.
     pub fn next(&self, idle: &mut dyn FnMut()) -> Option<Conn> {
         let (_, queue) = &self.shared.queue;
+        let mut keys = [0; sys::BATCH];
+        // Now and then socket events before the queue: connections that always have more work
+        // queued (yielding after every turn) must not keep the workers from ever looking at
+        // the set, where parked connections wait with their next request. (Found nothing:
+        // the look before sleeping need not be repeated at once.)
+        let mut looked = false;
+        if self.shared.turns.fetch_add(1, Ordering::Relaxed) % EVENTS_FIRST == 0 {
+            match self.shared.set.wait_some(&mut keys, false) {
+                Ok(0) => looked = true,
+                Ok(ready) => {
+                    if let Some(conn) = self.take_ready(&keys[..ready]) {
+                        return Some(conn);
+                    }
+                }
+                Err(err) => waiting_failed(&err),
+            }
+        }
         loop {
             if let Ok(conn) = queue.try_recv() {
                 if !queue.is_empty() {
@@ -259,8 +282,12 @@ impl Parker {
                 // Everything was queued before the close: what is left is the last.
                 return queue.try_recv().ok();
             }
-            let mut keys = [0; sys::BATCH];
-            let ready = match self.shared.set.wait_some(&mut keys, false) {
+            let ready = if std::mem::take(&mut looked) {
+                Ok(0)
+            } else {
+                self.shared.set.wait_some(&mut keys, false)
+            };
+            let ready = match ready {
                 Ok(0) => {
                     idle();
                     let sleepers = &self.shared.sleepers;
@@ -294,15 +321,14 @@ impl Parker {
 
     /// Takes the connections whose events came (keys in the set) out of the map, under one
     /// lock: the first waiting for a worker is returned, the others go to the queue (where
-    /// this worker, or another one, takes them next), and lingering closes are drained.
+    /// this worker, or another one, takes them next), and lingering closes are drained. A
+    /// key may be stale (the sweep or an eviction took the connection first, and then it is
+    /// theirs; it may even be parked again under a new key), or a wake-up's.
     fn take_ready(&self, keys: &[u64]) -> Option<Conn> {
         let mut taken: [Option<Parked>; sys::BATCH] = std::array::from_fn(|_| None);
         {
             let mut state = self.state();
             for (slot, &key) in taken.iter_mut().zip(keys) {
-                // The event may be stale: the sweep or an eviction took the connection
-                // first, and then it is theirs (it may even be parked again under a new
-                // key). Keys at or above RESERVED are wake-ups.
                 if key < sys::RESERVED {
                     *slot = self.take(&mut state, key);
                 }
@@ -341,131 +367,6 @@ impl Parker {
         }
         first
     }
-
-    /// Starts the shutdown. Idle keep-alive connections close after a last call of
-    /// [`LAST_CALL`] (a request that arrives meanwhile is answered with `Connection: close`);
-    /// [`Parker::sweep`] returns once every connection counted in `open` is done (replies in
-    /// flight at a worker or parked, new connections, heads in progress, lingering closes),
-    /// or at `stop_by`, closing whatever is left. Returns how many idle connections got the
-    /// last call.
-    pub fn stop(&self, stop_by: Instant, open: Arc<AtomicUsize>) -> usize {
-        let mut state = self.state();
-        let last_call = Instant::now() + LAST_CALL;
-        state.stopping = Some(Stopping {
-            by: stop_by,
-            last_call,
-            open,
-        });
-        let mut idle = 0;
-        for parked in state.parked.values_mut() {
-            if parked.closable(true) {
-                parked.deadline = parked.deadline.min(last_call);
-                idle += 1;
-            }
-        }
-        drop(state);
-        self.shared.nudge.notify_all();
-        idle
-    }
-
-    /// The sweep thread: closes or hands back connections past their deadlines until the
-    /// stop is over.
-    pub fn sweep(&self) {
-        // Reused across sweeps: a sweep allocates nothing when nothing expires.
-        let mut late = Vec::new();
-        let mut expired = Vec::new();
-        let mut state = self.state();
-        loop {
-            let pause = if state.stopping.is_some() {
-                STOP_CHECK
-            } else {
-                SWEEP
-            };
-            state = match self.shared.nudge.wait_timeout(state, pause) {
-                Ok((state, _)) => state,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-            if self.stop_is_over(&mut state) {
-                return;
-            }
-            let now = Instant::now();
-            for (&key, parked) in state.parked.iter_mut() {
-                // A client that takes bytes the kernel had queued is reading.
-                if parked.wait == Wait::Write {
-                    if let Some(deadline) = parked.conn.sample_send_queue(now) {
-                        parked.deadline = deadline;
-                    }
-                }
-                if parked.deadline <= now {
-                    late.push(key);
-                }
-            }
-            expired.extend(late.drain(..).filter_map(|key| self.take(&mut state, key)));
-            if expired.is_empty() {
-                continue;
-            }
-            drop(state);
-            for Parked { mut conn, wait, .. } in expired.drain(..) {
-                // An idle keep-alive connection just closes (as nginx does); half a head
-                // gets its 408 from a worker; a reply the client stopped taking is closed by
-                // a worker, which logs the bytes that went out.
-                let handed_back = match wait {
-                    Wait::Request => conn.has_partial_request(),
-                    Wait::Write => true,
-                    Wait::Drain => false,
-                };
-                if handed_back {
-                    conn.expire();
-                    // Closed if the stop is over (it is not: only this thread ends it).
-                    let _ = self.queue(conn);
-                }
-            }
-            state = self.state();
-        }
-    }
-
-    /// During a stop: whether it is over (every connection done, or the grace period
-    /// spent). If it is, whatever is still parked or queued is closed, except replies cut
-    /// off, which are queued for a worker to log; then workers are told to finish.
-    fn stop_is_over(&self, state: &mut State) -> bool {
-        let Some(stopping) = &state.stopping else {
-            return false;
-        };
-        let (_, queue) = &self.shared.queue;
-        // A connection at a worker is in neither the map nor the queue, so the count decides.
-        let done = state.parked.is_empty()
-            && queue.is_empty()
-            && stopping.open.load(Ordering::SeqCst) == 0;
-        if !done && Instant::now() < stopping.by {
-            return false;
-        }
-        for parked in state.parked.values() {
-            self.count(parked.wait, -1);
-        }
-        let mut left: Vec<Conn> = std::mem::take(&mut state.parked)
-            .into_values()
-            .filter(|parked| parked.wait == Wait::Write)
-            .map(|parked| parked.conn)
-            .collect();
-        left.extend(queue.try_iter().filter(Conn::is_writing));
-        if !done {
-            log::warn!(
-                "grace period over: closing the waiting connections ({} replies cut off)",
-                left.len()
-            );
-        }
-        state.idle.clear();
-        // Replies cut off by the end of the grace period still get their log line: a
-        // worker closes them.
-        for mut conn in left {
-            conn.expire();
-            let _ = self.shared.queue.0.send(conn);
-        }
-        state.closed = true;
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.set.stop();
-        true
-    }
 }
 
 /// Takes a connection out of the map, and so into the caller's hands. It may still be armed:
@@ -484,191 +385,6 @@ fn waiting_failed(err: &io::Error) {
     std::thread::sleep(Duration::from_millis(10));
 }
 
+mod sweep;
 #[cfg(test)]
-mod tests {
-    use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
-
-    use super::*;
-    use crate::conn::Slot;
-
-    /// A connected pair over loopback: the server side wrapped as a `Conn`, and the client.
-    fn pair(listener: &TcpListener, open: &Arc<AtomicUsize>) -> (Conn, TcpStream) {
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, peer) = listener.accept().unwrap();
-        (Conn::new(server, peer, Slot::take(open)), client)
-    }
-
-    fn closed(client: &mut TcpStream) -> bool {
-        client.set_nonblocking(true).unwrap();
-        matches!(client.read(&mut [0u8; 16]), Ok(0))
-    }
-
-    #[test]
-    fn eviction_closes_the_connection_idle_longest_not_the_one_parked_first() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new(None).unwrap();
-        let (older, mut older_client) = pair(&listener, &open);
-        std::thread::sleep(Duration::from_millis(2));
-        let (newer, mut newer_client) = pair(&listener, &open);
-        let later = Instant::now() + Duration::from_secs(60);
-        // The newer one is parked first, as when the worker of the older one is slow to
-        // park it after its reply went out.
-        assert!(parker.park(newer, Wait::Request, later).is_ok());
-        assert!(parker.park(older, Wait::Request, later).is_ok());
-        assert!(parker.evict_idle());
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(closed(&mut older_client), "the older connection is closed");
-        assert!(!closed(&mut newer_client), "the newer one stays open");
-        assert_eq!(open.load(Ordering::SeqCst), 1);
-        assert!(parker.evict_idle());
-        assert!(!parker.evict_idle(), "nothing idle is left");
-        assert_eq!(open.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn a_connection_that_left_is_no_longer_a_candidate() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new(None).unwrap();
-        let (conn, _client) = pair(&listener, &open);
-        let later = Instant::now() + Duration::from_secs(60);
-        assert!(parker.park(conn, Wait::Request, later).is_ok());
-        let key = *parker.state().parked.keys().next().unwrap();
-        let taken = take(&mut parker.state(), key);
-        assert!(taken.is_some());
-        assert!(parker.state().idle.is_empty());
-        assert!(!parker.evict_idle());
-        drop(taken);
-    }
-
-    /// `workers` threads taking connections from the parker, each handled by `handle` (which
-    /// may park it again); they end when the parker's stop is over.
-    fn workers(
-        parker: &Parker,
-        workers: usize,
-        handle: impl Fn(&Parker, Conn) + Send + Sync + Clone + 'static,
-    ) -> Vec<std::thread::JoinHandle<()>> {
-        (0..workers)
-            .map(|_| {
-                let parker = parker.clone();
-                let handle = handle.clone();
-                std::thread::spawn(move || {
-                    while let Some(conn) = parker.next(&mut || {}) {
-                        handle(&parker, conn);
-                    }
-                })
-            })
-            .collect()
-    }
-
-    fn wait_for(what: &str, done: impl Fn() -> bool) {
-        let give_up = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < give_up, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn stop(parker: &Parker, open: &Arc<AtomicUsize>, threads: Vec<std::thread::JoinHandle<()>>) {
-        parker.stop(
-            Instant::now() + Duration::from_millis(300),
-            Arc::clone(open),
-        );
-        for thread in threads {
-            thread.join().unwrap();
-        }
-    }
-
-    #[test]
-    fn every_event_reaches_one_worker_and_re_armed_connections_keep_coming_back() {
-        use std::io::Write;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new(None).unwrap();
-        let sweep = {
-            let parker = parker.clone();
-            std::thread::spawn(move || parker.sweep())
-        };
-        let later = Instant::now() + Duration::from_secs(60);
-        let turns = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&turns);
-        let mut threads = workers(&parker, 4, move |parker, mut conn| {
-            // Read what came (one byte per round), then wait for the next round.
-            conn::drain(&mut conn);
-            counted.fetch_add(1, Ordering::SeqCst);
-            parker.park(conn, Wait::Request, later).unwrap();
-        });
-        const CONNS: usize = 64;
-        let mut clients = Vec::new();
-        for _ in 0..CONNS {
-            let (conn, client) = pair(&listener, &open);
-            parker.park(conn, Wait::Request, later).unwrap();
-            clients.push(client);
-        }
-        for round in 1..=5 {
-            for client in &mut clients {
-                client.write_all(b"x").unwrap();
-            }
-            // Exactly one turn per connection and round: no event lost, none served twice.
-            wait_for("every connection's turn", || {
-                turns.load(Ordering::SeqCst) >= CONNS * round
-            });
-            std::thread::sleep(Duration::from_millis(20));
-            assert_eq!(turns.load(Ordering::SeqCst), CONNS * round);
-        }
-        threads.push(sweep);
-        stop(&parker, &open, threads);
-        assert_eq!(open.load(Ordering::SeqCst), 0, "every connection closed");
-    }
-
-    #[test]
-    fn a_woken_worker_and_the_deadline_sweep_never_both_own_a_connection() {
-        use std::io::Write;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let open = Arc::new(AtomicUsize::new(0));
-        let parker = Parker::new(None).unwrap();
-        let sweep = {
-            let parker = parker.clone();
-            std::thread::spawn(move || parker.sweep())
-        };
-        // A worker that gets a connection says so to its client, then closes it; the sweep
-        // closes the ones whose deadline it saw first, without a word.
-        let mut threads = workers(&parker, 4, |_, conn| {
-            let _ = rustix::io::write(conn.fd(), b"S");
-        });
-        const CONNS: usize = 200;
-        let start = Instant::now() + Duration::from_millis(50);
-        let mut clients = Vec::new();
-        for i in 0..CONNS {
-            let (conn, client) = pair(&listener, &open);
-            // Deadlines spread over three sweeps; each client writes right at its deadline,
-            // so its event and the sweep race for it.
-            let deadline = start + Duration::from_millis(3 * i as u64);
-            parker.park(conn, Wait::Request, deadline).unwrap();
-            clients.push((client, deadline));
-        }
-        for (client, deadline) in &mut clients {
-            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-            let _ = client.write_all(b"x");
-        }
-        wait_for("every connection to close", || {
-            open.load(Ordering::SeqCst) == 0
-        });
-        let mut served = 0;
-        for (client, _) in &mut clients {
-            client
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut got = Vec::new();
-            // Closed by its one owner: a reset (closed with our byte unread) counts as closed.
-            let _ = client.read_to_end(&mut got);
-            assert!(got.len() <= 1, "served at most once: {got:?}");
-            served += got.len();
-        }
-        assert!(served <= CONNS);
-        threads.push(sweep);
-        stop(&parker, &open, threads);
-    }
-}
+mod tests;

@@ -402,3 +402,56 @@ fn an_idle_or_stopping_server_does_not_spin() {
     drop(held);
     assert!(server.wait_exit().success());
 }
+
+/// Leader/followers: a connection that yields its worker with more requests buffered goes
+/// through the workers' queue, parked ones come back through the epoll set. A client that
+/// pipelines without end keeps the queue from ever being empty; the set must still be
+/// looked at, or a parked client's next request waits until its idle deadline closes it
+/// unanswered.
+#[test]
+fn a_client_that_keeps_its_worker_busy_does_not_starve_a_parked_one() {
+    use std::io::Read;
+    let root = site();
+    let server = Server::start(root.path(), &["-w", "1"]);
+    let mut waiting = server.connect();
+    assert_eq!(ask(&mut waiting), 200);
+    // Now parked. Another client pipelines requests in large batches and reads every reply.
+    let busy = server.connect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let read = Arc::new(AtomicUsize::new(0));
+    let mut writer = busy.try_clone().unwrap();
+    let writing = Arc::clone(&stop);
+    thread::spawn(move || {
+        let batch = REQUEST.repeat(4096);
+        while !writing.load(Ordering::Relaxed) && writer.write_all(&batch).is_ok() {}
+    });
+    let mut reader = busy.try_clone().unwrap();
+    let counted = Arc::clone(&read);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            counted.fetch_add(n, Ordering::Relaxed);
+        }
+    });
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        read.load(Ordering::Relaxed) > 1_000_000
+    }));
+    let begun = Instant::now();
+    let before = read.load(Ordering::Relaxed);
+    waiting
+        .write_all(b"GET /style.css HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let (reply, took) = reply_of(&mut waiting, begun);
+    // The busy client was still busy then: it goes on getting replies.
+    let busy_still = common::wait_until(Duration::from_secs(5), || {
+        read.load(Ordering::Relaxed) > before
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = busy.shutdown(std::net::Shutdown::Both);
+    assert!(
+        reply.starts_with("HTTP/1.1 200 "),
+        "{reply:?} after {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(busy_still, "the busy client was served all along");
+}
