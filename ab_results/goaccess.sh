@@ -55,7 +55,9 @@ EOF
     goaccess "$log" --log-format=COMBINED --no-global-config -o "$report" 2>&1 | tail -5 || true
     python3 - "$report" <<'EOF'
 import json, sys
-general = json.load(open(sys.argv[1]))["general"]
+# GoAccess writes percent-decoded URLs as raw bytes, not always UTF-8 (the query above has
+# %FF): decode leniently, only the counts are read.
+general = json.loads(open(sys.argv[1], 'rb').read().decode('utf-8', 'replace'))["general"]
 print(f"goaccess: total_requests={general['total_requests']} valid_requests={general['valid_requests']} failed_requests={general['failed_requests']}")
 EOF
   fi

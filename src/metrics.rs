@@ -4,7 +4,7 @@
 //! counters, duration histogram buckets), the accept loop its own, and a scrape sums them.
 //! With `--status` off nothing here exists, and each touch point is one `Option` test.
 //! Knows nothing of HTTP beyond a status code and the text of a request line.
-//! May use: std.
+//! May use: std, sys (a coarse clock).
 
 use std::fmt;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -127,6 +127,8 @@ struct Probes {
 /// Every counter; shared (`Arc`) by the threads that count and the status page that reads.
 pub struct Metrics {
     start: Instant,
+    /// The coarse clock at the start, for the workers' state times ([`Metrics::nanos_now`]).
+    coarse_start: u64,
     started_at: SystemTime,
     workers: usize,
     /// `workers + SPARE` worker slots, then the accept loop's.
@@ -149,6 +151,7 @@ impl Metrics {
     pub fn new(workers: usize) -> Metrics {
         Metrics {
             start: Instant::now(),
+            coarse_start: crate::sys::coarse_nanos(),
             started_at: SystemTime::now(),
             workers,
             slots: (0..workers + SPARE + 1).map(|_| Slot::default()).collect(),
@@ -252,6 +255,7 @@ impl Metrics {
             nanos = nanos.saturating_add(slot.nanos.load(Relaxed));
             if i < self.workers + SPARE && slot.claimed.load(Relaxed) {
                 let since = Duration::from_nanos(slot.since.load(Relaxed));
+                let now = Duration::from_nanos(self.nanos_now());
                 snap.workers.push(Worker {
                     slot: i,
                     state: State::from_u8(slot.state.load(Relaxed)),
@@ -264,8 +268,10 @@ impl Metrics {
         snap
     }
 
+    /// Nanoseconds since the start, on the coarse clock (a worker changes state several
+    /// times per request: this keeps that cheap; the page shows milliseconds).
     fn nanos_now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        crate::sys::coarse_nanos().saturating_sub(self.coarse_start)
     }
 }
 

@@ -19,7 +19,7 @@ mod process;
 
 pub use epoll::{Set, BATCH, RESERVED};
 pub use inotify::{inotify_add_watch, inotify_drain, inotify_init, inotify_rm_watch, InotifyEvent};
-pub use process::{cpus_configured, raise_open_file_limit};
+pub use process::{coarse_nanos, cpus_configured, raise_open_file_limit};
 
 // --- files ---
 
