@@ -8,7 +8,7 @@
 #
 #   ab_results/goaccess.sh          (N=50000; about 1 minute)
 #
-# Raw output: ab_results/raw/goaccess-summary.txt (and the GoAccess JSON report beside it).
+# Raw output: ab_results/raw/goaccess-FORMAT-summary.txt (and the GoAccess JSON report beside it).
 # Needs: ab, curl, goaccess (apt-get install -y apache2-utils curl goaccess). Loopback only.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -33,7 +33,7 @@ stop_server
 done1=$(sed -n 's/^Complete requests: *//p' "$tmp/ab1.txt")
 done2=$(sed -n 's/^Complete requests: *//p' "$tmp/ab2.txt")
 lines=$(wc -l < "$log")
-summary=$OUT/goaccess-summary.txt
+summary=$OUT/goaccess-$LOG_FORMAT-summary.txt
 {
   echo "# goaccess.sh: commit $commit; $machine"
   echo "# httpd -w 8 -l LOG --log-format $LOG_FORMAT; ab -c 50 -n $half and ab -k -c 50 -n $((N - half - 4)) on /index.html, then 4 curl requests"
