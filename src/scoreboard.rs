@@ -51,16 +51,25 @@ impl Cidr {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let net: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-        let net = canonical(net);
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix.trim().parse::<u8>().map_err(|_| bad())?,
-            None => max,
+        let written: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let net = canonical(written);
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) counts its prefix in IPv6 bits: it
+        // is the IPv4 block of 96 bits fewer, and cannot reach past the mapped range.
+        let (max, skip) = match (written, net) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => (128, 96),
+            (_, IpAddr::V4(_)) => (32, 0),
+            (_, IpAddr::V6(_)) => (128, 0),
         };
-        if prefix > max {
+        let prefix = match prefix.map(str::trim) {
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<u8>(),
+            Some(_) => return Err(bad()),
+            None => Ok(max),
+        }
+        .map_err(|_| bad())?;
+        if prefix > max || prefix < skip {
             return Err(bad());
         }
+        let prefix = prefix - skip;
         Ok(Cidr { net, prefix })
     }
 
@@ -398,6 +407,19 @@ mod tests {
         ] {
             let err = parse_allow(bad).unwrap_err();
             assert!(err.contains("--status-allow"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_blocks_count_their_prefix_in_ipv6_bits() {
+        let block = |text: &str| Cidr::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+        assert!(block("::ffff:192.0.2.7/128").contains(ip("::ffff:192.0.2.7")));
+        assert!(!block("::ffff:192.0.2.7/128").contains(ip("192.0.2.8")));
+        assert!(block("::ffff:10.0.0.0/104").contains(ip("10.200.0.1")));
+        assert!(!block("::ffff:0.0.0.0/96").contains(ip("2001:db8::1")));
+        // Fewer than 96 bits would reach past the mapped range; a sign is not a digit.
+        for bad in ["::ffff:10.0.0.0/8", "10.0.0.0/+8", "10.0.0.0/8 8"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }
 
