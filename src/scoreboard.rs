@@ -147,8 +147,8 @@ impl StatusPage {
 
     /// The page for a GET or HEAD of its path: HTML, or OpenMetrics text for
     /// `?format=prometheus` (or `format=openmetrics`) or an `Accept` naming
-    /// `application/openmetrics-text` or `text/plain; version=0.0.4`. A client it does not
-    /// allow gets 404, as if nothing were there.
+    /// `application/openmetrics-text` or `text/plain; version=0.0.4` ([`openmetrics::wanted`]).
+    /// A client it does not allow gets 404, as if nothing were there.
     pub fn respond(
         &self,
         request: &Request,
@@ -161,7 +161,7 @@ impl StatusPage {
         }
         let snap = self.metrics.snapshot();
         let lookups = cache.map(FileCache::lookups);
-        let (body, content_type) = if wants_metrics(query, request.fields.accept.as_deref()) {
+        let (body, content_type) = if openmetrics::wanted(query, request.fields.accept.as_deref()) {
             (
                 openmetrics::render(&snap, lookups),
                 openmetrics::CONTENT_TYPE,
@@ -176,19 +176,6 @@ impl StatusPage {
         response.extra.push(("Vary", "Accept".into()));
         Ok(response)
     }
-}
-
-fn wants_metrics(query: Option<&str>, accept: Option<&str>) -> bool {
-    let asked = query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "format=prometheus" || pair == "format=openmetrics")
-    });
-    let accepts = accept.is_some_and(|accept| {
-        let accept = accept.to_ascii_lowercase();
-        accept.contains("application/openmetrics-text")
-            || (accept.contains("text/plain") && accept.contains("version=0.0.4"))
-    });
-    asked || accepts
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities: paths come from clients.
@@ -450,22 +437,6 @@ mod tests {
             let err = from_flags(path.map(String::from), allow.map(String::from), 1).unwrap_err();
             assert!(err.contains(said), "{path:?} {allow:?}: {err}");
         }
-    }
-
-    #[test]
-    fn the_format_follows_the_query_or_accept() {
-        assert!(wants_metrics(Some("format=prometheus"), None));
-        assert!(wants_metrics(Some("a=1&format=openmetrics"), None));
-        assert!(wants_metrics(None, Some("text/plain; version=0.0.4")));
-        assert!(wants_metrics(
-            None,
-            Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
-        ));
-        assert!(!wants_metrics(
-            None,
-            Some("text/html,application/xhtml+xml,*/*;q=0.8")
-        ));
-        assert!(!wants_metrics(Some("format=json"), Some("text/plain")));
     }
 
     #[test]
