@@ -51,16 +51,25 @@ impl Cidr {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let net: IpAddr = addr.trim().parse().map_err(|_| bad())?;
-        let net = canonical(net);
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix.trim().parse::<u8>().map_err(|_| bad())?,
-            None => max,
+        let written: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let net = canonical(written);
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) counts its prefix in IPv6 bits: it
+        // is the IPv4 block of 96 bits fewer, and cannot reach past the mapped range.
+        let (max, skip) = match (written, net) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => (128, 96),
+            (_, IpAddr::V4(_)) => (32, 0),
+            (_, IpAddr::V6(_)) => (128, 0),
         };
-        if prefix > max {
+        let prefix = match prefix.map(str::trim) {
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<u8>(),
+            Some(_) => return Err(bad()),
+            None => Ok(max),
+        }
+        .map_err(|_| bad())?;
+        if prefix > max || prefix < skip {
             return Err(bad());
         }
+        let prefix = prefix - skip;
         Ok(Cidr { net, prefix })
     }
 
@@ -138,8 +147,8 @@ impl StatusPage {
 
     /// The page for a GET or HEAD of its path: HTML, or OpenMetrics text for
     /// `?format=prometheus` (or `format=openmetrics`) or an `Accept` naming
-    /// `application/openmetrics-text` or `text/plain; version=0.0.4`. A client it does not
-    /// allow gets 404, as if nothing were there.
+    /// `application/openmetrics-text` or `text/plain; version=0.0.4` ([`openmetrics::wanted`]).
+    /// A client it does not allow gets 404, as if nothing were there.
     pub fn respond(
         &self,
         request: &Request,
@@ -152,7 +161,7 @@ impl StatusPage {
         }
         let snap = self.metrics.snapshot();
         let lookups = cache.map(FileCache::lookups);
-        let (body, content_type) = if wants_metrics(query, request.fields.accept.as_deref()) {
+        let (body, content_type) = if openmetrics::wanted(query, request.fields.accept.as_deref()) {
             (
                 openmetrics::render(&snap, lookups),
                 openmetrics::CONTENT_TYPE,
@@ -167,19 +176,6 @@ impl StatusPage {
         response.extra.push(("Vary", "Accept".into()));
         Ok(response)
     }
-}
-
-fn wants_metrics(query: Option<&str>, accept: Option<&str>) -> bool {
-    let asked = query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "format=prometheus" || pair == "format=openmetrics")
-    });
-    let accepts = accept.is_some_and(|accept| {
-        let accept = accept.to_ascii_lowercase();
-        accept.contains("application/openmetrics-text")
-            || (accept.contains("text/plain") && accept.contains("version=0.0.4"))
-    });
-    asked || accepts
 }
 
 /// `&`, `<`, `>`, `"` and `'` as entities: paths come from clients.
@@ -402,6 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_mapped_blocks_count_their_prefix_in_ipv6_bits() {
+        let block = |text: &str| Cidr::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+        assert!(block("::ffff:192.0.2.7/128").contains(ip("::ffff:192.0.2.7")));
+        assert!(!block("::ffff:192.0.2.7/128").contains(ip("192.0.2.8")));
+        assert!(block("::ffff:10.0.0.0/104").contains(ip("10.200.0.1")));
+        assert!(!block("::ffff:0.0.0.0/96").contains(ip("2001:db8::1")));
+        // Fewer than 96 bits would reach past the mapped range; a sign is not a digit.
+        for bad in ["::ffff:10.0.0.0/8", "10.0.0.0/+8", "10.0.0.0/8 8"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_flags_make_a_page_or_say_what_is_wrong() {
         assert!(from_flags(None, None, 2).unwrap().is_none());
         let page = from_flags(Some("/s".into()), Some("10.0.0.0/8,::1".into()), 2)
@@ -428,22 +437,6 @@ mod tests {
             let err = from_flags(path.map(String::from), allow.map(String::from), 1).unwrap_err();
             assert!(err.contains(said), "{path:?} {allow:?}: {err}");
         }
-    }
-
-    #[test]
-    fn the_format_follows_the_query_or_accept() {
-        assert!(wants_metrics(Some("format=prometheus"), None));
-        assert!(wants_metrics(Some("a=1&format=openmetrics"), None));
-        assert!(wants_metrics(None, Some("text/plain; version=0.0.4")));
-        assert!(wants_metrics(
-            None,
-            Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
-        ));
-        assert!(!wants_metrics(
-            None,
-            Some("text/html,application/xhtml+xml,*/*;q=0.8")
-        ));
-        assert!(!wants_metrics(Some("format=json"), Some("text/plain")));
     }
 
     #[test]

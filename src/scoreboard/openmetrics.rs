@@ -187,6 +187,35 @@ impl Collector for Scrape {
     }
 }
 
+/// Whether a request for the status page asks for this exposition: `?format=prometheus` (or
+/// `format=openmetrics`) in the query, or an `Accept` with a media range
+/// `application/openmetrics-text` or `text/plain; version=0.0.4` (Prometheus's) whose `q` is
+/// not 0.
+pub fn wanted(query: Option<&str>, accept: Option<&str>) -> bool {
+    let asked = query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "format=prometheus" || pair == "format=openmetrics")
+    });
+    asked || accept.is_some_and(|accept| accept.split(',').any(names_metrics))
+}
+
+/// One media range of an `Accept`, e.g. `text/plain;version=0.0.4;q=0.5`.
+fn names_metrics(range: &str) -> bool {
+    let mut parts = range.split(';').map(str::trim);
+    let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+    let (mut version, mut refused) = (false, false);
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let (name, value) = (name.trim(), value.trim().trim_matches('"'));
+        if name.eq_ignore_ascii_case("q") {
+            refused = value.parse::<f32>().is_ok_and(|q| q <= 0.0);
+        } else if name.eq_ignore_ascii_case("version") {
+            version = value == "0.0.4";
+        }
+    }
+    !refused && (kind == "application/openmetrics-text" || (kind == "text/plain" && version))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -194,6 +223,27 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
+
+    #[test]
+    fn the_format_follows_the_query_or_accept() {
+        assert!(wanted(Some("format=prometheus"), None));
+        assert!(wanted(Some("a=1&format=openmetrics"), None));
+        assert!(wanted(None, Some("text/plain; version=0.0.4")));
+        assert!(wanted(None, Some("Application/OpenMetrics-Text")));
+        // What Prometheus sends.
+        assert!(wanted(None, Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")));
+        for browser in [
+            "text/html,application/xhtml+xml,*/*;q=0.8",
+            "text/plain",
+            // Refused (q=0), or the version on another range.
+            "application/openmetrics-text;q=0, text/html",
+            "text/plain; version=0.0.4; q=0.0",
+            "text/html;version=0.0.4, text/plain",
+        ] {
+            assert!(!wanted(None, Some(browser)), "{browser}");
+        }
+        assert!(!wanted(Some("format=json"), Some("text/plain")));
+    }
 
     #[test]
     fn the_exposition_has_every_metric() {
