@@ -1,0 +1,8 @@
+declare -x ROUNDS="2"
+declare -- LOG="off"
+declare -- FILE_CACHE="64M"
+declare -- SERVER_CPU="1"
+declare -- CLIENT_CPU="0"
+declare -- commit_run="9e60343"
+declare -- date_run="2026-11-23"
+declare -- machine_run="nproc=2, Intel(R) Xeon(R) Processor"
