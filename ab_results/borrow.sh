@@ -14,13 +14,8 @@ set -euo pipefail
 lib_init
 need ab taskset -- "apt-get install apache2-utils util-linux"
 : "${OLD:?set OLD to an httpd binary built from main}"
-if [ -z "${NEW:-}" ]; then build_httpd; NEW=$BIN; fi
-ROUNDS=${ROUNDS:-3}
-N=${N:-200000}
+ab_setup
 TAG=${TAG:-borrow}
-ab_docroot
-HTTPD_PREFIX=(taskset -c 1)
-AB=(taskset -c 0 ab)
 summary=$OUT/$TAG-summary.txt
 { echo "# borrow.sh: commit $commit; $machine; ab -k -c 50 -n $N, 1 KiB, httpd -w 8 -l off, server on CPU 1, ab on CPU 0"
   echo "# old: $OLD; new: $NEW"; } > "$summary"

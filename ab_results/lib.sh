@@ -14,7 +14,7 @@
 #   free_port, wait_http PORT PATH, cpu_ticks PID, peak_rss PID
 #   peer_docroot [BIG_MIB]; start_server NAME; server_version NAME     compare.sh and run.sh:
 #   core_jiffies CPU, busy_frac A B; measured_client FILE CMD...; parse_ab FILE; parse_wrk FILE
-#   ab_docroot, ab_cpu OUT BIN [ARGS], ab_strace OUT BIN [ARGS]   the A/B scripts of issue 10
+#   ab_setup, ab_docroot, ab_cpu OUT BIN [ARGS], ab_strace OUT BIN [ARGS]   the A/B scripts of issue 10
 #
 # Only processes this script started are ever signalled: every server is started through
 # start_bg, which records its PID, and cleanup stops exactly those.
@@ -388,6 +388,18 @@ ab_docroot() {
   root=$tmp/docroot
   mkdir -p "$root"
   head -c 1024 /dev/zero | tr '\0' 'a' > "$root/index.html"
+}
+
+# ab_setup: the common start of the A/B scripts of issue 10 and 11 (logbuf, borrow, filecache,
+# status): builds this tree as $NEW unless NEW= names a binary, defaults ROUNDS=3 and
+# N=200000, makes the docroot, and pins the server to CPU 1 and ab to CPU 0.
+ab_setup() {
+  if [ -z "${NEW:-}" ]; then build_httpd; NEW=$BIN; fi
+  ROUNDS=${ROUNDS:-3}
+  N=${N:-200000}
+  ab_docroot
+  HTTPD_PREFIX=(taskset -c 1)
+  AB=(taskset -c 0 ab)
 }
 
 # ab_cpu OUT BIN [HTTPD ARGS...]: starts BIN -r $root -w 8 on a free loopback port with the

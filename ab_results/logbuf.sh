@@ -14,12 +14,7 @@ set -euo pipefail
 lib_init
 need ab strace taskset -- "apt-get install apache2-utils strace util-linux"
 : "${OLD:?set OLD to an httpd binary built from main}"
-if [ -z "${NEW:-}" ]; then build_httpd; NEW=$BIN; fi
-ROUNDS=${ROUNDS:-3}
-N=${N:-200000}
-ab_docroot
-HTTPD_PREFIX=(taskset -c 1)
-AB=(taskset -c 0 ab)
+ab_setup
 # PIN=0: neither the server nor ab pinned (the log writer thread of the old build can then
 # run beside the workers, as on a real multi-core host).
 PIN=${PIN:-1}

@@ -16,12 +16,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 lib_init
 need ab curl taskset -- "apt-get install apache2-utils curl util-linux"
-if [ -z "${NEW:-}" ]; then build_httpd; NEW=$BIN; fi
-ROUNDS=${ROUNDS:-3}
-N=${N:-200000}
-ab_docroot
-HTTPD_PREFIX=(taskset -c 1)
-AB=(taskset -c 0 ab)
+ab_setup
 TAG=${TAG:-status}
 summary=$OUT/$TAG-summary.txt
 { echo "# status.sh: commit $commit; $machine; ab -k -c 50 -n $N, 1 KiB, httpd -w 8 -l off, server on CPU 1, ab on CPU 0"

@@ -199,7 +199,9 @@ pub fn json(entries: &[Entry]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn escape_html(text: &str) -> String {
+/// `&`, `<`, `>`, `"` and `'` as entities, for text and attribute values of a page (the
+/// status page uses it too).
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

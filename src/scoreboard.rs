@@ -1,7 +1,8 @@
 //! The status page (`--status PATH`): who may see it (loopback, or `--status-allow`), and the
 //! counters of [`crate::metrics`] rendered for a person (HTML) or for Prometheus (OpenMetrics
 //! text, `scoreboard/openmetrics.rs`). Pure: it reads a snapshot, never a socket.
-//! May use: metrics, filecache, request, response, error, prometheus-client.
+//! May use: metrics, filecache, request, response, error, listing (its HTML escaping),
+//! prometheus-client.
 
 mod openmetrics;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::HttpError;
 use crate::filecache::FileCache;
+use crate::listing;
 use crate::metrics::{Metrics, Snapshot, State};
 use crate::request::Request;
 use crate::response::{Body, Response};
@@ -178,21 +180,10 @@ impl StatusPage {
     }
 }
 
-/// `&`, `<`, `>`, `"` and `'` as entities: paths come from clients.
+/// A request's text for the page: HTML-escaped (paths come from clients), control
+/// characters shown as U+FFFD.
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
+    listing::escape_html(&text.replace(char::is_control, "\u{fffd}"))
 }
 
 /// A duration as a person reads it: `3d 4h`, `2h 5m`, `1m 3s`, `4.2 s`, `350 ms`, `80 µs`.

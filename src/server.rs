@@ -140,12 +140,8 @@ impl Server {
         let pool = Pool::with_idle(
             config.workers,
             parker.clone(),
-            move || Worker {
-                scratch: Scratch::for_worker(&init_ctx),
-                since_yield: Instant::now(),
-            },
-            move |worker: &mut Worker, conn| {
-                let scratch = &mut worker.scratch;
+            move || Scratch::for_worker(&init_ctx),
+            move |scratch, conn| {
                 let handed_over = match conn::serve(conn, &worker_ctx, scratch) {
                     Next::Park(conn) => {
                         let deadline = conn.deadline(&deadlines);
@@ -166,12 +162,8 @@ impl Server {
                 if let Err(conn) = handed_over {
                     conn::abandon(conn, scratch);
                 }
-                worker.give_way();
             },
-            |worker: &mut Worker| {
-                worker.scratch.flush_log();
-                worker.since_yield = Instant::now();
-            },
+            Scratch::flush_log,
         )?;
 
         let sweep_parker = parker.clone();
@@ -229,31 +221,6 @@ impl Server {
             );
         }
         result
-    }
-}
-
-/// A worker's state: its buffers and access-log lines, and when it last gave way.
-struct Worker {
-    scratch: Scratch,
-    since_yield: Instant,
-}
-
-/// How long a worker runs turns back to back before it gives way to the others.
-const YIELD_EVERY: Duration = Duration::from_micros(500);
-
-impl Worker {
-    /// Between two turns, with no request in hand: after [`YIELD_EVERY`] of running, lets the
-    /// other runnable workers have the core. Under a full load every worker is runnable,
-    /// and the scheduler would otherwise preempt one at a timer tick, in the middle of a
-    /// request that then waits for all the others' time slices (the p99 of a loaded server
-    /// on one core grew with `-w`: 25 ms at `-w 8`). Giving way here, the request in hand is
-    /// never the one that waits.
-    fn give_way(&mut self) {
-        let now = Instant::now();
-        if now.duration_since(self.since_yield) >= YIELD_EVERY {
-            thread::yield_now();
-            self.since_yield = Instant::now();
-        }
     }
 }
 

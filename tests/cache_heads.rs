@@ -10,14 +10,13 @@
 mod common;
 
 use std::fs::{File, FileTimes};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TempDir;
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::{http_date, Body, Date, Response};
+use httpd::internals::response::{http_date, Date, Response};
 use httpd::Config;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -87,22 +86,6 @@ fn encode(response: &Response, date: Date<'_>) -> String {
     let mut head = Vec::new();
     response.encode_head(date, true, &mut head);
     String::from_utf8(head).expect("an ASCII head")
-}
-
-fn body_of(body: &Body) -> Vec<u8> {
-    let window = |file: &File, offset: u64, len: u64| {
-        let mut bytes = vec![0; usize::try_from(len).expect("a small fixture")];
-        file.read_exact_at(&mut bytes, offset).expect("read body");
-        bytes
-    };
-    match body {
-        Body::Empty => Vec::new(),
-        Body::Static(bytes) => bytes.to_vec(),
-        Body::Shared(bytes) => bytes.to_vec(),
-        Body::Bytes(bytes) => bytes.clone(),
-        Body::File { file, offset, len } => window(file, *offset, *len),
-        Body::Multipart { .. } => panic!("no multipart requests here: their boundary is random"),
-    }
 }
 
 fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
@@ -205,7 +188,11 @@ fn compare(root: &Path, flags: &[&str]) -> usize {
                 );
                 compared += 1;
             }
-            assert_eq!(body_of(&hit.body), body_of(&miss.body), "{what}");
+            assert_eq!(
+                common::body_of(&hit.body),
+                common::body_of(&miss.body),
+                "{what}"
+            );
         }
     }
     compared

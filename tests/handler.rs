@@ -7,14 +7,14 @@
 mod common;
 
 use std::fs::{File, FileTimes};
-use std::os::unix::fs::{symlink, FileExt};
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::TempDir;
 use httpd::internals::handler::{self, Site};
 use httpd::internals::request::{self, Parsed};
-use httpd::internals::response::{Body, Clock, Response};
+use httpd::internals::response::{Clock, Response};
 use httpd::Config;
 
 /// The contents of `hello.txt`: 13 bytes.
@@ -106,41 +106,12 @@ fn answer(site: &Site, request: &str) -> Answer {
     let response = handler::respond(&parsed, site).unwrap_or_else(|err| site.pages.render(err));
     let mut head = Vec::new();
     response.encode_head(Clock::default().now(), true, &mut head);
-    let body = body_of(&response.body);
+    let body = common::body_of(&response.body);
     Answer {
         status: response.status,
         head: String::from_utf8(head).expect("an ASCII head"),
         body,
         response,
-    }
-}
-
-/// What the body would put on the wire.
-fn body_of(body: &Body) -> Vec<u8> {
-    let window = |file: &File, offset: u64, len: u64| {
-        let mut bytes = vec![0; usize::try_from(len).expect("a small fixture")];
-        file.read_exact_at(&mut bytes, offset).expect("read body");
-        bytes
-    };
-    match body {
-        Body::Empty => Vec::new(),
-        Body::Static(bytes) => bytes.to_vec(),
-        Body::Shared(bytes) => bytes.to_vec(),
-        Body::Bytes(bytes) => bytes.clone(),
-        Body::File { file, offset, len } => window(file, *offset, *len),
-        Body::Multipart {
-            file,
-            parts,
-            closing,
-        } => {
-            let mut out = Vec::new();
-            for part in parts {
-                out.extend_from_slice(&part.head);
-                out.extend(window(file, part.offset, part.len));
-            }
-            out.extend_from_slice(closing);
-            out
-        }
     }
 }
 

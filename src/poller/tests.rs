@@ -95,16 +95,26 @@ fn stop(parker: &Parker, open: &Arc<AtomicUsize>, threads: Vec<std::thread::Join
     }
 }
 
-#[test]
-fn every_event_reaches_one_worker_and_re_armed_connections_keep_coming_back() {
-    use std::io::Write;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let open = Arc::new(AtomicUsize::new(0));
+/// A listener for client pairs, the open count, and a parker whose sweep thread runs.
+fn running() -> (
+    TcpListener,
+    Arc<AtomicUsize>,
+    Parker,
+    std::thread::JoinHandle<()>,
+) {
     let parker = Parker::new(None).unwrap();
     let sweep = {
         let parker = parker.clone();
         std::thread::spawn(move || parker.sweep())
     };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    (listener, Arc::new(AtomicUsize::new(0)), parker, sweep)
+}
+
+#[test]
+fn every_event_reaches_one_worker_and_re_armed_connections_keep_coming_back() {
+    use std::io::Write;
+    let (listener, open, parker, sweep) = running();
     let later = Instant::now() + Duration::from_secs(60);
     let turns = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&turns);
@@ -141,13 +151,7 @@ fn every_event_reaches_one_worker_and_re_armed_connections_keep_coming_back() {
 fn queued_work_without_end_does_not_keep_the_workers_from_the_set() {
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let open = Arc::new(AtomicUsize::new(0));
-    let parker = Parker::new(None).unwrap();
-    let sweep = {
-        let parker = parker.clone();
-        std::thread::spawn(move || parker.sweep())
-    };
+    let (listener, open, parker, sweep) = running();
     let later = Instant::now() + Duration::from_secs(60);
     let (busy, _busy_client) = pair(&listener, &open);
     let busy_fd = busy.fd().as_raw_fd();
@@ -155,10 +159,13 @@ fn queued_work_without_end_does_not_keep_the_workers_from_the_set() {
     parker.park(parked, Wait::Request, later).unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&served);
+    let spins = Arc::new(AtomicUsize::new(0));
+    let spun = Arc::clone(&spins);
     // One worker; one connection that always has more to do (it yields after every
     // turn, as one with pipelined requests buffered does), one parked.
     let mut threads = workers(&parker, 1, move |parker, mut conn| {
         if conn.fd().as_raw_fd() == busy_fd {
+            spun.fetch_add(1, Ordering::SeqCst);
             let _ = parker.queue(conn);
         } else {
             conn::drain(&mut conn);
@@ -167,6 +174,11 @@ fn queued_work_without_end_does_not_keep_the_workers_from_the_set() {
         }
     });
     parker.queue(busy).unwrap();
+    // The worker is going round with the busy connection before the parked one's event
+    // comes, so that event cannot arrive in the same wake-up as the queued work.
+    wait_for("the busy connection's turns", || {
+        spins.load(Ordering::SeqCst) >= 1000
+    });
     client.write_all(b"x").unwrap();
     wait_for("the parked connection's turn", || {
         served.load(Ordering::SeqCst) == 1
@@ -179,13 +191,7 @@ fn queued_work_without_end_does_not_keep_the_workers_from_the_set() {
 #[test]
 fn a_woken_worker_and_the_deadline_sweep_never_both_own_a_connection() {
     use std::io::Write;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let open = Arc::new(AtomicUsize::new(0));
-    let parker = Parker::new(None).unwrap();
-    let sweep = {
-        let parker = parker.clone();
-        std::thread::spawn(move || parker.sweep())
-    };
+    let (listener, open, parker, sweep) = running();
     // A worker that gets a connection says so to its client, then closes it; the sweep
     // closes the ones whose deadline it saw first, without a word.
     let mut threads = workers(&parker, 4, |_, conn| {

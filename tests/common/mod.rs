@@ -8,10 +8,13 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use httpd::internals::response::Body;
 
 /// Read timeout for every client socket: long enough for a loaded CI box, short enough that a
 /// hang fails the test instead of the suite.
@@ -574,5 +577,34 @@ impl Reply {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What the body would put on the wire.
+pub fn body_of(body: &Body) -> Vec<u8> {
+    let window = |file: &fs::File, offset: u64, len: u64| {
+        let mut bytes = vec![0; usize::try_from(len).expect("a small fixture")];
+        file.read_exact_at(&mut bytes, offset).expect("read body");
+        bytes
+    };
+    match body {
+        Body::Empty => Vec::new(),
+        Body::Static(bytes) => bytes.to_vec(),
+        Body::Shared(bytes) => bytes.to_vec(),
+        Body::Bytes(bytes) => bytes.clone(),
+        Body::File { file, offset, len } => window(file, *offset, *len),
+        Body::Multipart {
+            file,
+            parts,
+            closing,
+        } => {
+            let mut out = Vec::new();
+            for part in parts {
+                out.extend_from_slice(&part.head);
+                out.extend(window(file, part.offset, part.len));
+            }
+            out.extend_from_slice(closing);
+            out
+        }
     }
 }
